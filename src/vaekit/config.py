@@ -1,0 +1,247 @@
+"""Typed configuration: dataclasses that round-trip to JSON.
+
+A run is described by one `RunConfig` (model + data + training). Everything needed to
+rebuild a model lives in `ModelConfig`; it is stored inside every weights file, so a
+`model.safetensors` is self-describing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration is missing a field, has an unknown one, or holds a bad value."""
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}")
+
+
+def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+@dataclass
+class ModelConfig:
+    """What a model is: enough to rebuild it with fresh weights."""
+
+    event_shape: tuple[int, ...] = (1, 8, 8)  # one example: (C, H, W) images or (D,) rows
+    latent_dim: int = 16
+    arch: str = "mlp"  # mlp | conv
+    hidden: tuple[int, ...] = (512, 256)  # MLP hidden sizes (encoder; decoder mirrors)
+    conv_channels: tuple[int, ...] = (32, 64)  # one stride-2 5x5 conv per entry
+    activation: str = "relu"  # relu | gelu | elu | tanh | softplus | leaky_relu
+    likelihood: str = "bernoulli"  # bernoulli | gaussian | gaussian-learned
+    sigma: float = 1.0  # fixed sigma of 'gaussian'; initial sigma of 'gaussian-learned'
+    learned_sigma: str = "per-dim"  # per-dim | shared  (only for gaussian-learned)
+    prior: str = "normal"  # normal | mixture
+    mixture_components: int = 10  # K of the mixture prior
+
+    def __post_init__(self) -> None:
+        self.event_shape = tuple(int(s) for s in self.event_shape)
+        self.hidden = tuple(int(h) for h in self.hidden)
+        self.conv_channels = tuple(int(c) for c in self.conv_channels)
+        if not self.event_shape or any(s < 1 for s in self.event_shape):
+            raise ConfigError(f"event_shape must be non-empty and positive, got {self.event_shape}")
+        _check_positive("latent_dim", self.latent_dim)
+        _check_choice("arch", self.arch, ("mlp", "conv"))
+        _check_choice(
+            "activation",
+            self.activation,
+            ("relu", "gelu", "elu", "tanh", "softplus", "leaky_relu", "silu"),
+        )
+        _check_choice("likelihood", self.likelihood, ("bernoulli", "gaussian", "gaussian-learned"))
+        _check_choice("learned_sigma", self.learned_sigma, ("per-dim", "shared"))
+        _check_choice("prior", self.prior, ("normal", "mixture"))
+        _check_positive("sigma", self.sigma)
+        _check_positive("mixture_components", self.mixture_components)
+        if any(h < 1 for h in self.hidden) or any(c < 1 for c in self.conv_channels):
+            raise ConfigError("hidden sizes and conv channels must be positive")
+        if self.arch == "conv":
+            if len(self.event_shape) != 3:
+                raise ConfigError(
+                    f"arch=conv needs image data of shape (C, H, W), got {self.event_shape}; "
+                    "use --arch mlp for tabular data or give --image-shape"
+                )
+            if not self.conv_channels:
+                raise ConfigError("arch=conv needs at least one entry in conv_channels")
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is prepared; enough to rebuild the splits."""
+
+    source: str = "digits"  # 'digits' or a path (IDX folder, .npz, .npy, .csv, image folder, .mat)
+    image_shape: tuple[int, ...] | None = None  # reshape flat rows to (C, H, W) or (H, W)
+    label_column: str | None = None  # CSV column holding labels
+    binarize: str = "none"  # none | static | dynamic
+    standardize: bool = False  # per-feature (tabular) or global (images) z-scoring
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    mmap: bool = False  # memory-map a .npy larger than memory instead of loading it
+
+    def __post_init__(self) -> None:
+        if self.image_shape is not None:
+            self.image_shape = tuple(int(s) for s in self.image_shape)
+        _check_choice("binarize", self.binarize, ("none", "static", "dynamic"))
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {value}")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError("val_fraction + test_fraction must leave some training data")
+        if self.binarize != "none" and self.standardize:
+            raise ConfigError("binarize and standardize exclude each other; pick one")
+
+
+@dataclass
+class TrainConfig:
+    """How to train: optimizer, objective, schedule, checkpoints."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    grad_clip: float | None = None  # max global gradient norm; None = no clipping
+    patience: int | None = None  # early stopping after this many epochs without improvement
+    objective: str = "elbo"  # elbo | iwae
+    samples: int = 1  # S samples per input (ELBO) or K importance samples (IWAE)
+    beta: float = 1.0  # weight of the rate (KL) term
+    warmup_epochs: int = 0  # beta ramps linearly from 0 to `beta` over these epochs
+    analytic_kl: bool = True  # closed-form KL where the prior allows it, else Monte Carlo
+    precision: str = "fp32"  # fp32 | bf16 (autocast on the networks, loss in fp32)
+    eval_k: int = 1000  # importance samples for the final log-likelihood
+    flush_denormal: bool = True  # denormal floats slow CPU training 1.5-2x after a while
+
+    def __post_init__(self) -> None:
+        _check_positive("epochs", self.epochs)
+        _check_positive("batch_size", self.batch_size)
+        _check_positive("lr", self.lr)
+        _check_positive("samples", self.samples)
+        _check_positive("beta", self.beta, allow_zero=True)
+        _check_positive("warmup_epochs", self.warmup_epochs, allow_zero=True)
+        _check_positive("eval_k", self.eval_k)
+        _check_choice("objective", self.objective, ("elbo", "iwae"))
+        _check_choice("precision", self.precision, ("fp32", "bf16"))
+        if self.grad_clip is not None:
+            _check_positive("grad_clip", self.grad_clip)
+        if self.patience is not None:
+            _check_positive("patience", self.patience)
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to repeat a run: stored as `config.json` in the run directory."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --- JSON round trip -------------------------------------------------------------------------
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass as plain JSON-able data (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def from_dict(cls: type[T], data: Any, *, strict: bool = False, where: str = "") -> T:
+    """Build `cls` from parsed JSON, checking field names and types.
+
+    strict: every field must be present (used for saved files, where a missing field means
+    the file is damaged or from an incompatible version); otherwise defaults fill gaps.
+    """
+    where = where or cls.__name__
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+        )
+    if strict:
+        missing = sorted(names - set(data))
+        if missing:
+            raise ConfigError(f"{where}: missing field(s) {', '.join(missing)}")
+    kwargs = {k: _coerce(hints[k], v, strict, f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # pragma: no cover - guarded by the checks above
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _coerce(tp: Any, value: Any, strict: bool, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, strict=strict, where=where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, strict, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
+        return tuple(_coerce(item, v, strict, where) for v in value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def save_json(config: Any, path: str | Path) -> None:
+    """Write a dataclass as indented JSON (atomically: temp file, then rename)."""
+    from vaekit.io import atomic_write_text
+
+    atomic_write_text(Path(path), json.dumps(to_dict(config), indent=2) + "\n")
+
+
+def load_run_config(path: str | Path, *, strict: bool = True) -> RunConfig:
+    """Read a `RunConfig` from JSON or TOML (TOML and partial files only with strict=False)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"config {path} is not valid {path.suffix[1:] or 'JSON'}: {e}") from None
+    return from_dict(RunConfig, data, strict=strict, where=path.name)

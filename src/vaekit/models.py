@@ -1,0 +1,191 @@
+"""The VAE: an encoder, a posterior family, a prior, a decoder with its likelihood.
+
+Variants (a mixture prior today; conditioning or a clustering prior later) swap parts; they
+are not subclasses that copy this one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vaekit import objectives
+from vaekit.config import ConfigError, ModelConfig, from_dict, to_dict
+from vaekit.io import CheckpointError, load_tensors, save_tensors
+from vaekit.likelihoods import Likelihood, build_likelihood
+from vaekit.nets import build_networks
+from vaekit.priors import DiagonalGaussian, Prior, build_prior
+
+FORMAT = "vaekit.model/1"
+
+
+class VAE(nn.Module):
+    """A variational autoencoder assembled from parts.
+
+    Shapes: x (batch, *event_shape); z (S, batch, latent) or (n, latent).
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        prior: Prior,
+        likelihood: Likelihood,
+    ):
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        self.decoder = decoder
+        self.prior = prior
+        self.likelihood = likelihood
+        # bf16 autocast for the networks only (the trainer sets it); densities stay in fp32.
+        self.autocast_dtype: torch.dtype | None = None
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> VAE:
+        encoder, decoder = build_networks(config)
+        prior = build_prior(config.prior, config.latent_dim, config.mixture_components)
+        return cls(config, encoder, decoder, prior, build_likelihood(config))
+
+    # --- the path of a batch ---------------------------------------------------------------
+
+    def _autocast(self, t: torch.Tensor) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(t.device.type, dtype=self.autocast_dtype)
+
+    def posterior(self, x: torch.Tensor) -> DiagonalGaussian:
+        """q(z|x) for x: (batch, *event_shape)."""
+        with self._autocast(x):
+            h = self.encoder(x)
+        return DiagonalGaussian.from_encoder(h.float())
+
+    def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
+        """Likelihood parameters for z: (..., latent) -> (..., *event_shape)."""
+        lead = z.shape[:-1]
+        with self._autocast(z):
+            out = self.decoder(z.reshape(-1, z.shape[-1]))
+        return out.float().reshape(*lead, *self.config.event_shape)
+
+    def loss(
+        self,
+        x: torch.Tensor,
+        *,
+        samples: int = 1,
+        beta: float = 1.0,
+        analytic_kl: bool = True,
+        objective: str = "elbo",
+    ) -> objectives.Loss:
+        """The training loss for a batch (no input checks: the trainer checks the data once)."""
+        if objective == "iwae":
+            return objectives.iwae_loss(self, x, k=samples)
+        return objectives.elbo_loss(self, x, samples=samples, beta=beta, analytic_kl=analytic_kl)
+
+    # --- the public API ----------------------------------------------------------------------
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError unless x is a float batch of this model's shape in the support."""
+        shape = tuple(self.config.event_shape)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+        if tuple(x.shape[1:]) != shape or x.dim() != len(shape) + 1:
+            hint = ""
+            if x.dim() >= 1 and x[0].numel() == torch.Size(shape).numel():
+                hint = f"; reshape it with x.reshape(-1, {', '.join(map(str, shape))})"
+            raise ValueError(
+                f"this model takes inputs of shape (batch, {', '.join(map(str, shape))}), "
+                f"got {tuple(x.shape)}{hint}"
+            )
+        if len(x) == 0:
+            raise ValueError("got an empty batch (0 examples)")
+        if not x.is_floating_point():
+            raise ValueError(f"expected floating-point data, got {x.dtype}; convert with x.float()")
+        self.likelihood.check_support(x)
+
+    def elbo(
+        self, x: torch.Tensor, *, samples: int = 1, analytic_kl: bool = True
+    ) -> objectives.Loss:
+        """-ELBO and its parts for x: (batch, *event_shape); nats per example (beta = 1)."""
+        self.check_input(x)
+        return objectives.elbo_loss(self, x, samples=samples, analytic_kl=analytic_kl)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and log-variance, each (batch, latent)."""
+        self.check_input(x)
+        q = self.posterior(x)
+        return q.mean, q.logvar
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x|z] in data space: z (..., latent) -> (..., *event_shape)."""
+        if z.shape[-1] != self.config.latent_dim:
+            raise ValueError(
+                f"z must end in the latent size {self.config.latent_dim}, got {tuple(z.shape)}"
+            )
+        return self.likelihood.mean(self.decoder_params(z))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n new examples (the likelihood's mean at prior draws): (n, *event_shape)."""
+        return self.decode(self.prior.sample(n, generator=generator))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """E[x|z] at the posterior mean: (batch, *event_shape)."""
+        mean, _ = self.encode(x)
+        return self.decode(mean)
+
+    def log_likelihood(
+        self, x: torch.Tensor, k: int = 1000, *, batch_size: int = 256
+    ) -> torch.Tensor:
+        """Importance-sampled log p(x) with K samples, per example: (batch,), nats."""
+        self.check_input(x)
+        return objectives.log_likelihood(self, x, k, batch_size=batch_size)
+
+    # --- files -------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        """Weights as safetensors with the config as JSON in the header; written atomically."""
+        save_tensors(
+            Path(path), self.state_dict(), {"format": FORMAT, "model": to_dict(self.config)}
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> VAE:
+        """Rebuild a saved model, refusing a damaged or mismatched file with a clear message."""
+        tensors, meta = load_tensors(Path(path))
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(
+                f"{path}: not a vaekit model file (format {meta.get('format')!r})"
+            )
+        try:
+            config = from_dict(ModelConfig, meta.get("model"), strict=True, where="model config")
+        except ConfigError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+        model = cls.from_config(config)
+        load_state(model, tensors, str(path))
+        return model.eval()
+
+
+def load_state(module: nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Load tensors into a module after checking names and shapes; name the first mismatch."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise CheckpointError(
+            f"{where}: weights do not match the model config "
+            f"(missing: {', '.join(missing) or 'none'}; unexpected: {', '.join(extra) or 'none'})"
+        )
+    for name, t in expected.items():
+        if tensors[name].shape != t.shape:
+            raise CheckpointError(
+                f"{where}: tensor {name!r} has shape {tuple(tensors[name].shape)}, "
+                f"the config needs {tuple(t.shape)}"
+            )
+    module.load_state_dict(tensors)

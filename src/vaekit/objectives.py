@@ -1,0 +1,113 @@
+"""Objectives: ELBO (beta, S samples, analytic or Monte-Carlo KL), IWAE, and log p(x) by
+importance sampling. One path through the model serves all three.
+
+Conventions: per-example values in nats; a batch `Loss` holds means over the batch.
+`elbo` and `log_likelihood` are log-probabilities (normally negative); `Loss.total` is a loss
+(a negated bound), so lower is better. rate = KL(q(z|x) || p(z)); distortion = -E_q[log p(x|z)].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+
+if TYPE_CHECKING:
+    from vaekit.models import VAE
+
+
+class Loss(NamedTuple):
+    """Scalars, mean over the batch, nats per example."""
+
+    total: torch.Tensor  # the minimized quantity: distortion + beta * rate (ELBO), or -IWAE bound
+    rate: torch.Tensor  # KL(q(z|x) || p(z))
+    distortion: torch.Tensor  # -E_q[log p(x|z)]
+
+
+class Terms(NamedTuple):
+    """Per-example terms, each (batch,), nats."""
+
+    log_px_z: torch.Tensor  # E_q[log p(x|z)] over the S samples
+    rate: torch.Tensor  # KL(q || p), analytic or Monte Carlo
+
+
+def elbo_terms(model: VAE, x: torch.Tensor, *, samples: int = 1, analytic_kl: bool = True) -> Terms:
+    """ELBO parts per example. x: (batch, *event_shape). ELBO = log_px_z - rate."""
+    q = model.posterior(x)
+    z = q.rsample(samples)  # (S, batch, latent)
+    log_px_z = model.likelihood.log_prob(model.decoder_params(z), x)  # (S, batch)
+    kl = model.prior.kl(q) if analytic_kl else None
+    if kl is None:  # Monte Carlo with the same samples: log q(z|x) - log p(z)
+        kl = (q.log_prob(z) - model.prior.log_prob(z)).mean(0)
+    return Terms(log_px_z.mean(0), kl)
+
+
+def elbo_loss(
+    model: VAE, x: torch.Tensor, *, samples: int = 1, beta: float = 1.0, analytic_kl: bool = True
+) -> Loss:
+    """-ELBO with a beta-weighted rate, as a training loss. x: (batch, *event_shape)."""
+    t = elbo_terms(model, x, samples=samples, analytic_kl=analytic_kl)
+    distortion, rate = -t.log_px_z.mean(), t.rate.mean()
+    return Loss(distortion + beta * rate, rate, distortion)
+
+
+def log_weights(
+    model: VAE, x: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Importance weights with q(z|x) as proposal.
+
+    Returns (log_w, log_px_z, log_q_minus_log_p), each (k, batch):
+    log w = log p(x|z) + log p(z) - log q(z|x).
+    """
+    q = model.posterior(x)
+    z = q.rsample(k)
+    log_px_z = model.likelihood.log_prob(model.decoder_params(z), x)
+    log_ratio = q.log_prob(z) - model.prior.log_prob(z)
+    return log_px_z - log_ratio, log_px_z, log_ratio
+
+
+def iwae_loss(model: VAE, x: torch.Tensor, *, k: int) -> Loss:
+    """-IWAE bound with K samples (Burda et al. 2016); K=1 is the ELBO with Monte-Carlo KL.
+
+    rate and distortion are reported as their single-sample Monte-Carlo means (diagnostics:
+    here they do not add up to the total).
+    """
+    log_w, log_px_z, log_ratio = log_weights(model, x, k)
+    bound = torch.logsumexp(log_w, 0) - math.log(k)
+    return Loss(-bound.mean(), log_ratio.mean(), -log_px_z.mean())
+
+
+@torch.no_grad()
+def log_likelihood(
+    model: VAE, x: torch.Tensor, k: int = 1000, *, batch_size: int = 256, max_elements: int = 2**24
+) -> torch.Tensor:
+    """Importance-sampled log p(x) per example, (batch,), nats.
+
+    Batched over examples and samples; the K samples are drawn in chunks and combined with a
+    running log-sum-exp, so memory stays bounded (about max_elements floats per chunk) for any K.
+    """
+    d = math.prod(model.config.event_shape)
+    out = []
+    for xb in x.split(batch_size):
+        chunk = max(1, min(k, max_elements // (len(xb) * d)))
+        q = model.posterior(xb)
+        total = torch.full((len(xb),), -math.inf, device=x.device)
+        done = 0
+        while done < k:
+            s = min(chunk, k - done)
+            z = q.rsample(s)
+            log_w = (
+                model.likelihood.log_prob(model.decoder_params(z), xb)
+                + model.prior.log_prob(z)
+                - q.log_prob(z)
+            )
+            total = torch.logaddexp(total, torch.logsumexp(log_w, 0))
+            done += s
+        out.append(total - math.log(k))
+    return torch.cat(out)
+
+
+def bits_per_dim(log_px: torch.Tensor | float, dims: int) -> float:
+    """-log p(x) in nats per example -> bits per dimension."""
+    return float(-log_px / (dims * math.log(2)))
