@@ -222,14 +222,14 @@ def test_bounds_are_ordered_elbo_iwae5_iwae50_exact():
     assert elbo < iw5 < iw50 <= exact.mean()
 
 
-def test_log_likelihood_is_chunked_and_memory_bounded():
-    model, x, _ = _ppca()
-    torch.manual_seed(0)
-    whole = log_likelihood(model, x[:50], k=500)
+def test_log_likelihood_in_tiny_chunks_still_matches_the_closed_form():
+    model, x, exact = _ppca()
     torch.manual_seed(1)
-    chunked = log_likelihood(model, x[:50], k=500, batch_size=7, max_elements=6 * 7 * 3)
-    assert chunked.shape == (50,)
-    assert (whole - chunked).abs().max() < 0.05  # two estimates agree; chunking is exact math
+    # Chunks of 3 samples x 7 examples: the running log-sum-exp must give the same estimator.
+    chunked = log_likelihood(model, x[:100], k=1000, batch_size=7, max_elements=6 * 7 * 3)
+    assert chunked.shape == (100,)
+    assert (chunked - exact[:100]).abs().mean() < 0.5
+    assert abs(float(chunked.mean() - exact[:100].mean())) < 0.05
 
 
 # --- files ------------------------------------------------------------------------------------
