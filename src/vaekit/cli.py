@@ -1,0 +1,467 @@
+"""The `vaekit` command: argument parsing only; every command calls the Python API.
+
+A user mistake is one line on stderr and a non-zero exit, never a traceback, and never an
+overwritten file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 2, 1, 130
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not usage + message
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    return () if text.strip() in ("", "none") else _ints(text)
+
+
+EXAMPLES = {
+    "train": """examples:
+  vaekit train --data digits --out runs/digits --latent-dim 2
+  vaekit train --data ../shared/data/mnist --out runs/mnist --arch conv --epochs 20
+  vaekit train --data frey_rawface.mat --image-shape 28,20 --likelihood gaussian-learned \\
+      --standardize --out runs/frey
+  vaekit train --out runs/digits --resume --epochs 60      # continue a run""",
+    "evaluate": """examples:
+  vaekit evaluate runs/digits                 # the run's own held-out test split
+  vaekit evaluate runs/digits --k 5000 --json
+  vaekit evaluate runs/mnist --data ../shared/data/mnist""",
+    "sample": "example:\n  vaekit sample runs/digits -n 64 --out samples.png",
+    "reconstruct": "example:\n  vaekit reconstruct runs/digits --data digits --out recon.png",
+    "encode": "example:\n  vaekit encode runs/digits --data digits --out codes.npz",
+    "plot": "example:\n  vaekit plot runs/digits     # pictures + report.html in the run directory",
+}
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="vaekit",
+        description="Train variational autoencoders and use them: generate, encode, evaluate.",
+        epilog="Run 'vaekit COMMAND --help' for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    t = sub.add_parser(
+        "train",
+        help="train a VAE into a run directory",
+        epilog=EXAMPLES["train"],
+        formatter_class=fmt,
+    )
+    t.add_argument(
+        "--data",
+        help="'digits' (built in) or a path: IDX folder, .npz, .npy, .csv, "
+        "image folder, .mat  [digits]",
+    )
+    t.add_argument("--out", required=True, type=Path, help="run directory to create")
+    t.add_argument("--config", type=Path, help="a JSON or TOML RunConfig; flags override it")
+    t.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    )
+    t.add_argument(
+        "--force", action="store_true", help="replace the vaekit files of an existing --out"
+    )
+    g = t.add_argument_group("model")
+    g.add_argument("--latent-dim", type=int, help="latent dimensions [16]")
+    g.add_argument("--arch", choices=["mlp", "conv"], help="network type [mlp]")
+    g.add_argument("--hidden", type=_hidden, help="MLP hidden sizes, e.g. 512,256 [512,256]")
+    g.add_argument("--conv-channels", type=_ints, help="conv channels per stride-2 layer [32,64]")
+    g.add_argument("--activation", help="relu, gelu, elu, tanh, softplus, leaky_relu, silu [relu]")
+    g.add_argument(
+        "--likelihood",
+        choices=["bernoulli", "gaussian", "gaussian-learned"],
+        help="p(x|z): bernoulli for [0,1] data, gaussian for real values [bernoulli]",
+    )
+    g.add_argument(
+        "--sigma", type=float, help="fixed (gaussian) or initial (gaussian-learned) sigma [1.0]"
+    )
+    g.add_argument(
+        "--learned-sigma", choices=["per-dim", "shared"], help="one sigma per dimension or one"
+    )
+    g.add_argument("--prior", choices=["normal", "mixture"], help="p(z) [normal]")
+    g.add_argument("--components", type=int, help="mixture prior components [10]")
+    g = t.add_argument_group("data")
+    g.add_argument(
+        "--binarize", choices=["none", "static", "dynamic"], help="binarize [0,1] data [none]"
+    )
+    g.add_argument(
+        "--standardize", action="store_true", default=None, help="z-score the data (gaussian)"
+    )
+    g.add_argument("--label-column", help="CSV column (or .npz/.mat array) holding labels")
+    g.add_argument(
+        "--image-shape", type=_ints, help="reshape flat rows to images, e.g. 28,20 or 1,28,28"
+    )
+    g.add_argument("--val-fraction", type=float, help="validation fraction [0.1]")
+    g.add_argument("--test-fraction", type=float, help="test fraction [0.2]")
+    g.add_argument("--split-seed", type=int, help="seed of the train/val/test split [0]")
+    g.add_argument("--mmap", action="store_true", default=None, help="memory-map a large .npy")
+    g = t.add_argument_group("training")
+    g.add_argument("--epochs", type=int, help="[30]")
+    g.add_argument("--batch-size", type=int, help="[128]")
+    g.add_argument("--lr", type=float, help="Adam learning rate [1e-3]")
+    g.add_argument("--seed", type=int, help="seed of initialisation and training noise [0]")
+    g.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
+    g.add_argument(
+        "--patience", type=int, help="early stopping: epochs without validation improvement [10]"
+    )
+    g.add_argument("--objective", choices=["elbo", "iwae"], help="[elbo]")
+    g.add_argument("--samples", type=int, help="samples per input: S for elbo, K for iwae [1]")
+    g.add_argument("--beta", type=float, help="weight of the rate (KL) term [1.0]")
+    g.add_argument("--warmup-epochs", type=int, help="ramp beta from 0 over this many epochs [0]")
+    g.add_argument(
+        "--mc-kl", action="store_true", default=None, help="Monte-Carlo KL even where analytic"
+    )
+    g.add_argument(
+        "--precision", choices=["fp32", "bf16"], help="bf16 autocast (CPU AMX / GPU) [fp32]"
+    )
+    g.add_argument("--k", type=int, help="importance samples for the final log-likelihood [1000]")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--no-pictures", action="store_true", help="skip the pictures and report")
+
+    e = sub.add_parser(
+        "evaluate",
+        help="ELBO, rate, distortion and IS log-likelihood of a run",
+        epilog=EXAMPLES["evaluate"],
+        formatter_class=fmt,
+    )
+    e.add_argument("run", type=Path, help="run directory")
+    e.add_argument("--data", help="evaluate on this source instead of the run's own split")
+    e.add_argument("--split", default="test", choices=["train", "val", "test"], help="[test]")
+    e.add_argument("--k", type=int, default=1000, help="importance samples [1000]")
+    e.add_argument("--seed", type=int, default=0, help="[0]")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    s = sub.add_parser(
+        "sample", help="generate new examples", epilog=EXAMPLES["sample"], formatter_class=fmt
+    )
+    s.add_argument("run", type=Path)
+    s.add_argument("-n", type=int, default=64, help="how many [64]")
+    s.add_argument(
+        "--out", type=Path, required=True, help="FILE.png (a grid) or FILE.npz (array x)"
+    )
+    s.add_argument("--seed", type=int, default=0, help="[0]")
+    s.add_argument("--force", action="store_true", help="overwrite --out")
+
+    r = sub.add_parser(
+        "reconstruct",
+        help="inputs beside their reconstructions",
+        epilog=EXAMPLES["reconstruct"],
+        formatter_class=fmt,
+    )
+    r.add_argument("run", type=Path)
+    r.add_argument("--data", required=True, help="source, prepared like the run's data")
+    r.add_argument("--out", type=Path, required=True, help="FILE.png")
+    r.add_argument("-n", type=int, default=16, help="how many [16]")
+    r.add_argument("--force", action="store_true", help="overwrite --out")
+
+    c = sub.add_parser(
+        "encode",
+        help="posterior means and log-variances of data",
+        epilog=EXAMPLES["encode"],
+        formatter_class=fmt,
+    )
+    c.add_argument("run", type=Path)
+    c.add_argument("--data", required=True, help="source, prepared like the run's data")
+    c.add_argument("--out", type=Path, required=True, help="FILE.npz (mean, logvar, y) or FILE.csv")
+    c.add_argument("--force", action="store_true", help="overwrite --out")
+
+    p = sub.add_parser(
+        "plot",
+        help="(re)draw a run's pictures and report.html",
+        epilog=EXAMPLES["plot"],
+        formatter_class=fmt,
+    )
+    p.add_argument("run", type=Path)
+    return parser
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+TRAIN_FLAGS = {  # flag -> (config section, field)
+    "data": ("data", "source"),
+    "binarize": ("data", "binarize"),
+    "standardize": ("data", "standardize"),
+    "label_column": ("data", "label_column"),
+    "image_shape": ("data", "image_shape"),
+    "val_fraction": ("data", "val_fraction"),
+    "test_fraction": ("data", "test_fraction"),
+    "split_seed": ("data", "split_seed"),
+    "mmap": ("data", "mmap"),
+    "latent_dim": ("model", "latent_dim"),
+    "arch": ("model", "arch"),
+    "hidden": ("model", "hidden"),
+    "conv_channels": ("model", "conv_channels"),
+    "activation": ("model", "activation"),
+    "likelihood": ("model", "likelihood"),
+    "sigma": ("model", "sigma"),
+    "learned_sigma": ("model", "learned_sigma"),
+    "prior": ("model", "prior"),
+    "components": ("model", "mixture_components"),
+    "epochs": ("train", "epochs"),
+    "batch_size": ("train", "batch_size"),
+    "lr": ("train", "lr"),
+    "seed": ("train", "seed"),
+    "grad_clip": ("train", "grad_clip"),
+    "patience": ("train", "patience"),
+    "objective": ("train", "objective"),
+    "samples": ("train", "samples"),
+    "beta": ("train", "beta"),
+    "warmup_epochs": ("train", "warmup_epochs"),
+    "precision": ("train", "precision"),
+    "k": ("train", "eval_k"),
+}
+
+
+def run_config_from_args(args: argparse.Namespace) -> Any:
+    """Defaults, then --config, then explicit flags; validated by the dataclasses."""
+    from vaekit.config import RunConfig, from_dict, load_run_config, to_dict
+
+    base = load_run_config(args.config, strict=False) if args.config else RunConfig()
+    merged = to_dict(base)
+    for flag, (section, name) in TRAIN_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            merged[section][name] = list(value) if isinstance(value, tuple) else value
+    if args.mc_kl:
+        merged["train"]["analytic_kl"] = False
+    return from_dict(RunConfig, merged, strict=True)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from vaekit.runs import train_run
+
+    config = run_config_from_args(args)
+    run, figures = train_run(
+        config,
+        args.out,
+        resume=args.resume,
+        force=args.force,
+        progress=not args.quiet,
+        pictures=not args.no_pictures,
+    )
+    print(_figures_text(figures))
+    report = run.path / "report.html"
+    print(f"run directory: {run.path}" + (f"\nreport: {report}" if report.exists() else ""))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from vaekit.evaluate import evaluate
+    from vaekit.runs import Run
+
+    run = Run.load(args.run)
+    x, _ = run.data(args.data, args.split)
+    figures = {"split": args.data or args.split, **evaluate(run.model, x, k=args.k, seed=args.seed)}
+    print(json.dumps(figures) if args.json else _figures_text(figures))
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from vaekit.runs import Run
+
+    _check_out(args.out, (".png", ".npz"), args.force)
+    run = Run.load(args.run)
+    x = run.to_display(run.model.sample(args.n, generator=torch.Generator().manual_seed(args.seed)))
+    if args.out.suffix == ".npz":
+        _atomic(args.out, lambda f: np.savez(f, x=x.numpy()))
+    else:
+        _image_out(run, x, args.out, lambda imgs, path: _plots().image_grid(imgs, path))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from vaekit.runs import Run
+
+    _check_out(args.out, (".png",), args.force)
+    run = Run.load(args.run)
+    x, _ = run.data(args.data)
+    x = x[: args.n]
+    pair = run.to_display(x), run.to_display(run.model.reconstruct(x))
+    images = [_plots().as_images(t.numpy(), run.config.model.event_shape) for t in pair]
+    if images[0] is None:
+        raise UserError("this run's data are not images; use 'vaekit encode' or the Python API")
+    _atomic(args.out, lambda f: _plots().reconstruction_grid(images[0], images[1], f, n=args.n))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vaekit.runs import Run
+
+    _check_out(args.out, (".npz", ".csv"), args.force)
+    run = Run.load(args.run)
+    x, y = run.data(args.data)
+    mean, logvar = run.model.encode(x)
+    mean_np, logvar_np = mean.numpy(), logvar.numpy()
+    if args.out.suffix == ".npz":
+        arrays = {"mean": mean_np, "logvar": logvar_np}
+        if y is not None:
+            arrays["y"] = y.numpy()
+        _atomic(args.out, lambda f: np.savez(f, **arrays))
+    else:
+        d = mean_np.shape[1]
+        header = [f"mean_{i}" for i in range(d)] + [f"logvar_{i}" for i in range(d)]
+        table = np.concatenate([mean_np, logvar_np], axis=1)
+        if y is not None:
+            header.append("label")
+            table = np.concatenate([table, y.numpy()[:, None].astype(np.float32)], axis=1)
+        _atomic(
+            args.out,
+            lambda f: np.savetxt(
+                f, table, delimiter=",", header=",".join(header), comments="", fmt="%.6g"
+            ),
+        )
+    print(f"wrote {args.out}: {len(mean_np)} examples x {mean_np.shape[1]} latent dimensions")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from vaekit.runs import Run, draw
+
+    run = Run.load(args.run)
+    images = draw(run)
+    for path in images.values():
+        print(f"wrote {path}")
+    print(f"wrote {run.path / 'report.html'}")
+    return 0
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _plots() -> Any:
+    from vaekit import plots
+
+    return plots
+
+
+def _check_out(path: Path, suffixes: tuple[str, ...], force: bool) -> None:
+    if path.suffix not in suffixes:
+        raise UserError(f"--out must end in {' or '.join(suffixes)}, got {path.name}")
+    if path.exists() and not force:
+        raise UserError(f"{path} exists; pass --force to overwrite it or choose another --out")
+
+
+def _atomic(path: Path, write: Any) -> None:
+    """Write through a temp file with the same suffix (numpy/matplotlib go by the suffix)."""
+    from vaekit.io import atomic_write
+
+    def write_tmp(tmp: Path) -> None:
+        named = tmp.with_name(tmp.name + path.suffix)
+        try:
+            write(named)
+            named.replace(tmp)
+        finally:
+            named.unlink(missing_ok=True)
+
+    atomic_write(path, write_tmp)
+
+
+def _image_out(run: Any, x: Any, out: Path, draw: Any) -> None:
+    images = _plots().as_images(x.numpy(), run.config.model.event_shape)
+    if images is None:
+        raise UserError("this run's data are not images; write .npz instead of .png")
+    _atomic(out, lambda f: draw(images, f))
+
+
+def _figures_text(f: dict[str, Any]) -> str:
+    split = f.get("split", "test")
+    return "\n".join(
+        [
+            f"{split} split, {f['n']} examples, nats per example:",
+            f"  ELBO (log-probability, higher is better)   {f['elbo']:10.3f}",
+            f"  rate, KL(q(z|x) || p(z))                   {f['rate']:10.3f}",
+            f"  distortion, -E_q log p(x|z)                {f['distortion']:10.3f}",
+            f"  log p(x), importance sampling, K={f['k']:<9d}{f['log_likelihood']:10.3f}",
+            f"  bits per dimension                         {f['bits_per_dim']:10.4f}",
+        ]
+    )
+
+
+def _version() -> str:
+    from vaekit import __version__
+
+    return f"vaekit {__version__}"
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "sample": cmd_sample,
+    "reconstruct": cmd_reconstruct,
+    "encode": cmd_encode,
+    "plot": cmd_plot,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from vaekit.config import ConfigError
+    from vaekit.data import DataError
+    from vaekit.io import CheckpointError
+    from vaekit.train import TrainingError, TrainingInterrupted
+
+    try:
+        return COMMANDS[args.command](args)
+    except TrainingInterrupted as e:
+        print(f"vaekit {args.command}: {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print(f"vaekit {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (
+        UserError,
+        ConfigError,
+        DataError,
+        CheckpointError,
+        TrainingError,
+        ValueError,
+        FileExistsError,
+        FileNotFoundError,
+        PermissionError,
+    ) as e:
+        print(f"vaekit {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

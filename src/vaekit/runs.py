@@ -1,0 +1,236 @@
+"""Run directories: train one from a `RunConfig`, load it back, evaluate it, draw it.
+
+A run directory holds
+    config.json            RunConfig: everything to rebuild the model and repeat the run
+    preprocessing.json     the preprocessing fitted on the training split (means, stds)
+    model.safetensors      the best model (weights + its ModelConfig in the header)
+    checkpoint.safetensors latest epoch: weights, optimizer, RNG, history (for --resume)
+    metrics.csv            one row per epoch
+    evaluation.json        test-split figures (nats per example)
+    *.png, report.html     pictures and the report that shows them
+Loading never unpickles: tensors come from safetensors, everything else from JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit.config import ConfigError, RunConfig, load_run_config, save_json, to_dict
+from vaekit.data import Preprocessor, Splits, load_like_run, prepare
+from vaekit.evaluate import evaluate
+from vaekit.io import CheckpointError, atomic_write_text
+from vaekit.models import VAE
+from vaekit.train import CHECKPOINT, METRICS, MODEL, fit
+
+CONFIG = "config.json"
+PREPROCESSING = "preprocessing.json"
+EVALUATION = "evaluation.json"
+PICTURES = ("samples.png", "reconstructions.png", "manifold.png", "latent.png", "curves.png")
+REPORT = "report.html"
+ARTIFACTS = (CONFIG, PREPROCESSING, MODEL, CHECKPOINT, METRICS, EVALUATION, *PICTURES, REPORT)
+
+
+@dataclass
+class Run:
+    """A trained run loaded from its directory."""
+
+    path: Path
+    config: RunConfig
+    model: VAE
+    preprocessor: Preprocessor
+
+    @classmethod
+    def load(cls, path: str | Path) -> Run:
+        path = Path(path)
+        if not (path / CONFIG).is_file():
+            raise CheckpointError(
+                f"{path} is not a vaekit run directory (no {CONFIG}); train one first"
+            )
+        try:
+            config = load_run_config(path / CONFIG, strict=True)
+        except ConfigError as e:
+            raise CheckpointError(f"{path / CONFIG}: {e}") from None
+        model = VAE.load(path / MODEL)
+        if model.config != config.model:
+            raise CheckpointError(
+                f"{path / MODEL} does not match {path / CONFIG} (different model configs); "
+                "was one of them replaced?"
+            )
+        return cls(path, config, model, _load_preprocessor(path))
+
+    def data(
+        self, source: str | None = None, split: str = "test"
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (n, *event_shape) and labels: the run's own split, or new data prepared like it."""
+        if source is not None:
+            return load_like_run(
+                source,
+                self.config.data,
+                self.preprocessor,
+                event_shape=self.config.model.event_shape,
+            )
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, got {split!r}")
+        part = getattr(prepare(self.config.data), split)
+        if len(part.x) == 0:
+            raise ValueError(
+                f"the run's {split} split is empty; pass --split train or --data SOURCE"
+            )
+        return part.x, part.y
+
+    def to_display(self, x: torch.Tensor) -> torch.Tensor:
+        """Model space -> data space for pictures and exports (undo standardization)."""
+        return self.preprocessor.inverse(x)
+
+
+def prepare_out_dir(out: Path, *, resume: bool, force: bool) -> None:
+    """Refuse to train into a non-empty directory unless resuming or forced."""
+    if resume:
+        if not (out / CONFIG).is_file():
+            raise FileNotFoundError(f"nothing to resume in {out} (no {CONFIG}); drop --resume")
+        return
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise FileExistsError(
+                f"{out} already exists and is not empty; use --resume to continue it, "
+                "--force to replace its vaekit files, or another --out"
+            )
+        for name in ARTIFACTS:
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def train_run(
+    config: RunConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    pictures: bool = True,
+) -> tuple[Run, dict[str, float]]:
+    """Train a run into `out` (see the module docstring); returns it and its test figures.
+
+    With resume=True the run's own config.json is used (only `config.train.epochs` and
+    `config.train.patience` are taken from the argument) and training continues from the
+    checkpoint.
+    """
+    out = Path(out)
+    prepare_out_dir(out, resume=resume, force=force)
+    if resume:
+        saved = load_run_config(out / CONFIG)
+        saved.train.epochs, saved.train.patience = config.train.epochs, config.train.patience
+        config = saved
+    splits = prepare(config.data)
+    config.model = dataclasses.replace(config.model, event_shape=splits.event_shape)
+    if not resume:
+        save_json(config, out / CONFIG)
+        atomic_write_text(out / PREPROCESSING, json.dumps(splits.preprocessor.to_dict(), indent=2))
+    elif not (out / CHECKPOINT).is_file():
+        raise CheckpointError(f"nothing to resume: {out / CHECKPOINT} is missing")
+    else:
+        save_json(config, out / CONFIG)  # the new epoch count
+
+    torch.manual_seed(config.train.seed)
+    model = VAE.from_config(config.model)
+    fit(
+        model,
+        splits.train.x,
+        splits.val.x if len(splits.val.x) else None,
+        config.train,
+        run_dir=out,
+        resume=resume,
+        progress=progress,
+        dynamic_binarize=config.data.binarize == "dynamic",
+    )
+    run = Run(out, config, model, splits.preprocessor)
+    figures = evaluate_split(run, splits)
+    if pictures:
+        draw(run, splits=splits, figures=figures)
+    return run, figures
+
+
+def evaluate_split(run: Run, splits: Splits) -> dict[str, float]:
+    """Test-split figures written to evaluation.json (the train split if there is no test)."""
+    name, part = ("test", splits.test) if len(splits.test.x) else ("train", splits.train)
+    figures: dict[str, Any] = {
+        "split": name,
+        **evaluate(run.model, part.x, k=run.config.train.eval_k),
+    }
+    atomic_write_text(run.path / EVALUATION, json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+def draw(
+    run: Run, *, splits: Splits | None = None, figures: dict[str, Any] | None = None
+) -> dict[str, Path]:
+    """Write the run's pictures and report.html; returns {name: path}."""
+    from vaekit.plots import plot_run
+    from vaekit.report import write_report
+
+    if splits is None:
+        splits = prepare(run.config.data)
+    part = splits.test if len(splits.test.x) else splits.train
+    images = plot_run(
+        run.model,
+        part.x,
+        part.y,
+        run.path,
+        metrics_csv=run.path / METRICS,
+        to_display=run.to_display,
+    )
+    if figures is None and (run.path / EVALUATION).is_file():
+        figures = json.loads((run.path / EVALUATION).read_text())
+    write_report(
+        run.path,
+        title=f"vaekit run: {run.path.name}",
+        figures=_report_figures(figures or {}, run),
+        images=images,
+        config=to_dict(run.config),
+    )
+    return images
+
+
+def _report_figures(f: dict[str, Any], run: Run) -> dict[str, float | str]:
+    if not f:
+        return {}
+    split = f.get("split", "test")
+    out: dict[str, float | str] = {
+        f"{split} ELBO (nats per example)": f["elbo"],
+        f"{split} rate, KL(q(z|x) || p(z)) (nats per example)": f["rate"],
+        f"{split} distortion, -E_q log p(x|z) (nats per example)": f["distortion"],
+        f"{split} log p(x), importance sampling K={f['k']} (nats per example)": f["log_likelihood"],
+        f"{split} bits per dimension": f["bits_per_dim"],
+        "examples": f["n"],
+    }
+    history = _read_metrics(run.path / METRICS)
+    if history:
+        out["epochs trained"] = len(history)
+        out["seconds training"] = round(sum(float(r["seconds"]) for r in history), 1)
+    return out
+
+
+def _read_metrics(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def _load_preprocessor(path: Path) -> Preprocessor:
+    try:
+        return Preprocessor.from_dict(json.loads((path / PREPROCESSING).read_text()))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path / PREPROCESSING} is missing; the run is incomplete") from None
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path / PREPROCESSING} is damaged: {e}") from None
