@@ -1,0 +1,63 @@
+# vaekit: two commands do everything on a fresh machine with python3 and make.
+#   make demo   create .venv, install, train on the built-in digits, write pictures + report
+#   make test   install the dev tools and run the whole test suite (lint included)
+PYTHON     ?= python3
+VENV       ?= .venv
+VENV_FLAGS ?=            # e.g. --system-site-packages to reuse a torch you already have
+DEMO_DIR   ?= runs/demo
+BIN        := $(VENV)/bin
+PIP        := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: help install dev demo test lint bench clean
+
+help:
+	@echo "make demo    train on the built-in digits (2-D latent); writes $(DEMO_DIR)/report.html"
+	@echo "make test    run the test suite (installs pytest and ruff into $(VENV))"
+	@echo "make bench   speed benchmarks against Pythae and a hand-written loop (installs pythae)"
+	@echo "make clean   remove $(VENV) and runs/"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+
+# torch==2.13.0 (CPU build) only where no torch is importable: a torch the venv already sees
+# (e.g. your own CUDA build via VENV_FLAGS=--system-site-packages) stays. pyproject itself
+# asks only torch>=2.2, which an installed torch satisfies without a download.
+$(VENV)/.torch: | $(BIN)/python
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) install "torch==2.13.0"
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(PIP) install -q -e .
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.installed
+	$(PIP) install -q -e ".[dev]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.dev
+
+demo: $(VENV)/.installed
+	$(BIN)/vaekit train --data digits --latent-dim 2 --hidden 512,256 --epochs 100 \
+		--batch-size 32 --patience 30 --seed 0 --out $(DEMO_DIR) --force
+	@echo "Open $(DEMO_DIR)/report.html to see the samples, the 2-D manifold and the latent space."
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+# Optional peers for the side-by-side benchmarks; torch stays pinned so pip cannot swap it.
+$(VENV)/.bench: $(VENV)/.installed
+	$(PIP) install -q "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__.split("+")[0])')" pythae
+	@touch $@
+
+bench: $(VENV)/.bench
+	$(BIN)/python benchmarks/bench_train.py --data digits
+	$(BIN)/python benchmarks/bench_train.py --data mnist
+	$(BIN)/python benchmarks/bench_nll.py
+
+clean:
+	rm -rf $(VENV) runs
