@@ -556,7 +556,7 @@ def _finalise(
     else:
         raise DataError(f"{name}: cannot tell the layout of shape {x.shape}; give image_shape")
 
-    if x.dtype == np.uint8:
+    if x.dtype == np.uint8:  # (a uint8 memmap is scaled in memory: --mmap wants float32 files)
         x = x.astype(np.float32) / np.float32(255.0)  # pixels -> [0, 1]
     elif x.dtype != np.float32:
         with np.errstate(over="ignore"):  # values beyond float32 become inf: reported below
@@ -575,6 +575,8 @@ def _finalise(
 
 
 def _check_finite(x: np.ndarray, name: str) -> None:
+    if x.dtype.kind in "biu":
+        return  # integers are always finite
     flat = x.reshape(-1)
     count, first = 0, None
     for start in range(0, flat.size, _FINITE_CHUNK):  # chunks: no full-size mask for mmaps
@@ -791,13 +793,50 @@ def _to_split(x: np.ndarray, y: np.ndarray | None) -> Split:
     return Split(x=xt, y=yt)
 
 
+class LazyRows:
+    """Rows of a memory-mapped array, read a batch at a time: data larger than memory.
+
+    `rows[idx]` with an index tensor (positions within this split) reads just those rows, in
+    file order (sequential reads), applies the preprocessing and returns float32
+    (len(idx), *event_shape). The file must hold float32 (other dtypes are converted in memory
+    by `load_source`, so they do not stay on disk). The trainer and `evaluate` take it in place of
+    a tensor.
+    """
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray, pre: Preprocessor):
+        self.array, self.rows, self.pre = array, np.asarray(rows, dtype=np.int64), pre
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.array.shape[1:])
+
+    def __getitem__(self, idx: Any) -> torch.Tensor:
+        if isinstance(idx, slice):
+            idx = torch.arange(len(self.rows))[idx]
+        sel = self.rows[np.asarray(idx, dtype=np.int64).reshape(-1)]
+        order = np.argsort(sel, kind="stable")
+        block = np.empty((len(sel), *self.array.shape[1:]), dtype=np.float32)
+        block[order] = self.array[sel[order]]
+        return torch.from_numpy(self.pre.transform(block))
+
+
 def prepare(cfg: DataConfig) -> Splits:
-    """Load cfg.source, split with cfg.split_seed, fit preprocessing on train, transform all."""
+    """Load cfg.source, split with cfg.split_seed, fit preprocessing on train, transform all.
+
+    With cfg.mmap (a .npy source) the splits are `LazyRows` over the memory-mapped file and
+    nothing is loaded whole; the preprocessing statistics are then fitted on at most
+    `MMAP_FIT_ROWS` training rows spread evenly over the split.
+    """
     ds = load_source(cfg.source, image_shape=cfg.image_shape, label_column=cfg.label_column,
                      mmap=cfg.mmap)
     train_idx, val_idx, test_idx = split_indices(
         len(ds.x), cfg.val_fraction, cfg.test_fraction, cfg.split_seed
     )
+    if isinstance(ds.x, np.memmap):
+        return _prepare_lazy(ds, cfg, train_idx, val_idx, test_idx)
     x_train = ds.x[train_idx]  # fancy indexing copies (and reads a memmap once)
     pre = Preprocessor.fit(x_train, cfg, ds.kind)
 
@@ -809,6 +848,27 @@ def prepare(cfg: DataConfig) -> Splits:
         train=make(train_idx, x_train), val=make(val_idx), test=make(test_idx),
         preprocessor=pre, kind=ds.kind, event_shape=tuple(ds.x.shape[1:]), name=ds.name,
         classes=ds.classes,
+    )
+
+
+MMAP_FIT_ROWS = 20_000
+
+
+def _prepare_lazy(
+    ds: Dataset, cfg: DataConfig, train_idx: np.ndarray, val_idx: np.ndarray, test_idx: np.ndarray
+) -> Splits:
+    identity = Preprocessor(kind=ds.kind)
+    step = max(1, len(train_idx) // MMAP_FIT_ROWS)
+    sample = LazyRows(ds.x, train_idx[::step], identity)[slice(None)].numpy()
+    pre = Preprocessor.fit(sample, cfg, ds.kind)
+
+    def make(idx: np.ndarray) -> Split:
+        y = None if ds.y is None else torch.from_numpy(np.asarray(ds.y[idx], dtype=np.int64))
+        return Split(x=LazyRows(ds.x, idx, pre), y=y)  # type: ignore[arg-type]
+
+    return Splits(
+        train=make(train_idx), val=make(val_idx), test=make(test_idx), preprocessor=pre,
+        kind=ds.kind, event_shape=tuple(ds.x.shape[1:]), name=ds.name, classes=ds.classes,
     )
 
 

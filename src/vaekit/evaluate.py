@@ -7,15 +7,18 @@ import math
 
 import torch
 
+from vaekit.data import LazyRows
 from vaekit.models import VAE
-from vaekit.objectives import bits_per_dim, elbo_terms
+from vaekit.objectives import bits_per_dim, elbo_terms, log_likelihood
 
 
 @torch.no_grad()
 def evaluate(
-    model: VAE, x: torch.Tensor, *, k: int = 1000, batch_size: int = 256, seed: int = 0
+    model: VAE, x: torch.Tensor | LazyRows, *, k: int = 1000, batch_size: int = 256, seed: int = 0
 ) -> dict[str, float]:
-    """Figures over x: (n, *event_shape). Seeded, and the caller's RNG state is left untouched.
+    """Figures over x: (n, *event_shape), a tensor or a row source read a batch at a time.
+
+    Seeded, and the caller's RNG state is left untouched.
 
     Returns (nats per example unless named otherwise):
       elbo            E_q[log p(x|z)] - KL, analytic KL where the prior allows (a log-probability)
@@ -24,18 +27,21 @@ def evaluate(
       log_likelihood  importance-sampled log p(x) with K samples (>= elbo up to noise)
       bits_per_dim    -log_likelihood / (D ln 2)
     """
-    model.check_input(x)
+    n = len(x)
+    if n == 0:
+        raise ValueError("nothing to evaluate: the data hold 0 examples")
     model.eval()
+    log_px_z, rate, ll = torch.zeros(()), torch.zeros(()), torch.zeros(())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        log_px_z = torch.zeros(())
-        rate = torch.zeros(())
-        for xb in x.split(batch_size):
+        for idx in torch.arange(n).split(batch_size):
+            xb = x[idx]
+            model.check_input(xb)
             t = elbo_terms(model, xb)
             log_px_z += t.log_px_z.sum()
             rate += t.rate.sum()
-        ll = model.log_likelihood(x, k, batch_size=batch_size).mean()
-    n = len(x)
+            ll += log_likelihood(model, xb, k, batch_size=batch_size).sum()
+    ll = ll / n
     dims = math.prod(model.config.event_shape)
     return {
         "n": n,

@@ -26,7 +26,7 @@ from vaekit.data import Preprocessor, Splits, load_like_run, prepare
 from vaekit.evaluate import evaluate
 from vaekit.io import CheckpointError, atomic_write_text
 from vaekit.models import VAE
-from vaekit.train import CHECKPOINT, METRICS, MODEL, fit
+from vaekit.train import CHECKPOINT, METRICS, MODEL, check_data, fit
 
 CONFIG = "config.json"
 PREPROCESSING = "preprocessing.json"
@@ -89,20 +89,27 @@ class Run:
         return self.preprocessor.inverse(x)
 
 
-def prepare_out_dir(out: Path, *, resume: bool, force: bool) -> None:
-    """Refuse to train into a non-empty directory unless resuming or forced."""
+def check_out_dir(out: Path, *, resume: bool, force: bool) -> None:
+    """Refuse to train into a non-empty directory unless resuming or forced (changes nothing)."""
     if resume:
         if not (out / CONFIG).is_file():
             raise FileNotFoundError(f"nothing to resume in {out} (no {CONFIG}); drop --resume")
         return
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise FileExistsError(
-                f"{out} already exists and is not empty; use --resume to continue it, "
-                "--force to replace its vaekit files, or another --out"
-            )
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise FileExistsError(
+            f"{out} already exists and is not empty; use --resume to continue it, "
+            "--force to replace its vaekit files, or another --out"
+        )
+
+
+def prepare_out_dir(out: Path, *, resume: bool, force: bool) -> None:
+    """check_out_dir, then (forced) remove the old vaekit files and create the directory."""
+    check_out_dir(out, resume=resume, force=force)
+    if resume:
+        return
+    if force and out.is_dir():
         for name in ARTIFACTS:
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,23 +131,25 @@ def train_run(
     checkpoint.
     """
     out = Path(out)
-    prepare_out_dir(out, resume=resume, force=force)
+    # Nothing is created, replaced or deleted until the data have loaded and passed the
+    # model's checks: a bad source leaves an existing (or no) directory as it was.
+    check_out_dir(out, resume=resume, force=force)
     if resume:
         saved = load_run_config(out / CONFIG)
         saved.train.epochs, saved.train.patience = config.train.epochs, config.train.patience
         config = saved
     splits = prepare(config.data)
     config.model = dataclasses.replace(config.model, event_shape=splits.event_shape)
+    torch.manual_seed(config.train.seed)
+    model = VAE.from_config(config.model)
+    check_data(model, splits.train.x, "training")
+    prepare_out_dir(out, resume=resume, force=force)
     if not resume:
         save_json(config, out / CONFIG)
         atomic_write_text(out / PREPROCESSING, json.dumps(splits.preprocessor.to_dict(), indent=2))
     elif not (out / CHECKPOINT).is_file():
         raise CheckpointError(f"nothing to resume: {out / CHECKPOINT} is missing")
-    else:
-        save_json(config, out / CONFIG)  # the new epoch count
 
-    torch.manual_seed(config.train.seed)
-    model = VAE.from_config(config.model)
     fit(
         model,
         splits.train.x,
@@ -151,6 +160,8 @@ def train_run(
         progress=progress,
         dynamic_binarize=config.data.binarize == "dynamic",
     )
+    if resume:  # the new epoch count, once the checkpoint has loaded and training went on
+        save_json(config, out / CONFIG)
     run = Run(out, config, model, splits.preprocessor)
     figures = evaluate_split(run, splits)
     if pictures:
@@ -179,10 +190,13 @@ def draw(
     if splits is None:
         splits = prepare(run.config.data)
     part = splits.test if len(splits.test.x) else splits.train
+    x, y = part.x, part.y
+    if not isinstance(x, torch.Tensor):  # a memory-mapped split: pictures need a few rows only
+        x, y = x[torch.arange(min(len(x), 2000))], None if y is None else y[:2000]
     images = plot_run(
         run.model,
-        part.x,
-        part.y,
+        x,
+        y,
         run.path,
         metrics_csv=run.path / METRICS,
         to_display=run.to_display,
