@@ -245,7 +245,11 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
     """Defaults, then --config, then explicit flags; validated by the dataclasses."""
     from vaekit.config import RunConfig, from_dict, load_run_config, to_dict
 
-    base = load_run_config(args.config, strict=False) if args.config else RunConfig()
+    base = RunConfig()
+    if args.config:
+        base = load_run_config(args.config, strict=False)
+    elif args.resume and (args.out / "config.json").is_file():
+        base = load_run_config(args.out / "config.json")  # keep its epochs unless --epochs
     merged = to_dict(base)
     for flag, (section, name) in TRAIN_FLAGS.items():
         value = getattr(args, flag)

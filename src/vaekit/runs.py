@@ -143,6 +143,7 @@ def train_run(
     torch.manual_seed(config.train.seed)
     model = VAE.from_config(config.model)
     check_data(model, splits.train.x, "training")
+    created = not out.exists()
     prepare_out_dir(out, resume=resume, force=force)
     if not resume:
         save_json(config, out / CONFIG)
@@ -150,16 +151,21 @@ def train_run(
     elif not (out / CHECKPOINT).is_file():
         raise CheckpointError(f"nothing to resume: {out / CHECKPOINT} is missing")
 
-    fit(
-        model,
-        splits.train.x,
-        splits.val.x if len(splits.val.x) else None,
-        config.train,
-        run_dir=out,
-        resume=resume,
-        progress=progress,
-        dynamic_binarize=config.data.binarize == "dynamic",
-    )
+    try:
+        fit(
+            model,
+            splits.train.x,
+            splits.val.x if len(splits.val.x) else None,
+            config.train,
+            run_dir=out,
+            resume=resume,
+            progress=progress,
+            dynamic_binarize=config.data.binarize == "dynamic",
+        )
+    except BaseException:
+        if not resume and not (out / CHECKPOINT).is_file():
+            _remove_unstarted(out, created)  # so the same command can simply be run again
+        raise
     if resume:  # the new epoch count, once the checkpoint has loaded and training went on
         save_json(config, out / CONFIG)
     run = Run(out, config, model, splits.preprocessor)
@@ -167,6 +173,14 @@ def train_run(
     if pictures:
         draw(run, splits=splits, figures=figures)
     return run, figures
+
+
+def _remove_unstarted(out: Path, created: bool) -> None:
+    """Undo a run that failed before its first checkpoint (non-finite loss, Ctrl-C)."""
+    for name in (CONFIG, PREPROCESSING, MODEL, METRICS):
+        (out / name).unlink(missing_ok=True)
+    if created and not any(out.iterdir()):
+        out.rmdir()
 
 
 def evaluate_split(run: Run, splits: Splits) -> dict[str, float]:

@@ -107,11 +107,11 @@ def fit(
     """
     if len(x_train) == 0:
         raise ValueError("the training split is empty; give more data or a smaller test fraction")
-    _check_data(model, x_train, "training")
+    check_data(model, x_train, "training")
     if x_val is not None and len(x_val) == 0:
         x_val = None
     if x_val is not None:
-        _check_data(model, x_val, "validation")
+        check_data(model, x_val, "validation")
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -121,6 +121,7 @@ def fit(
     optimizer = make_optimizer(model, cfg.lr)
     state: dict[str, Any] = {"epoch": 0, "history": [], "best": math.inf, "best_epoch": 0, "bad": 0}
     best_weights: dict[str, torch.Tensor] | None = None
+    initial: dict[str, torch.Tensor] | None = None  # restored if epoch 1 goes non-finite
     if resume:
         if run_dir is None:
             raise ValueError("resume needs a run directory")
@@ -131,6 +132,8 @@ def fit(
         fixed = torch.Generator().manual_seed(cfg.seed + 1)  # one draw: comparable across epochs
         x_val = torch.bernoulli(x_val[torch.arange(len(x_val))], generator=fixed)
 
+    if best_weights is None:
+        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     n = len(x_train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     warmup_steps = cfg.warmup_epochs * steps_per_epoch
@@ -138,7 +141,8 @@ def fit(
     bar = _progress(progress, cfg.epochs, state["epoch"])
     tb = _tensorboard(run_dir)
 
-    with _training_mode(model, cfg):
+    saved = [state["epoch"]]  # the last epoch whose checkpoint is complete (for Ctrl-C)
+    with _training_mode(model, cfg), _interrupts(run_dir, saved, bar):
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             model.train()
@@ -149,44 +153,34 @@ def fit(
             sums = torch.zeros(3)
             step0 = (epoch - 1) * steps_per_epoch
             last_shown = time.monotonic()
-            try:
-                for i, idx in enumerate(perm.split(cfg.batch_size)):
-                    step = step0 + i
-                    beta = (
-                        cfg.beta * min(1.0, (step + 1) / warmup_steps) if warmup_steps else cfg.beta
+            for i, idx in enumerate(perm.split(cfg.batch_size)):
+                step = step0 + i
+                beta = cfg.beta * min(1.0, (step + 1) / warmup_steps) if warmup_steps else cfg.beta
+                loss = model.loss(
+                    source[idx],
+                    samples=cfg.samples,
+                    beta=beta,
+                    analytic_kl=cfg.analytic_kl,
+                    objective=cfg.objective,
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.total.backward()
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
+                optimizer.step()
+                sums += torch.stack(loss).detach() * len(idx)
+                if bar is not None and time.monotonic() - last_shown > 0.5:
+                    last_shown = time.monotonic()
+                    bar.set_postfix_str(
+                        _postfix(sums / (i * cfg.batch_size + len(idx))), refresh=False
                     )
-                    loss = model.loss(
-                        source[idx],
-                        samples=cfg.samples,
-                        beta=beta,
-                        analytic_kl=cfg.analytic_kl,
-                        objective=cfg.objective,
-                    )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.total.backward()
-                    if cfg.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(
-                            model.parameters(), cfg.grad_clip, foreach=True
-                        )
-                    optimizer.step()
-                    sums += torch.stack(loss).detach() * len(idx)
-                    if bar is not None and time.monotonic() - last_shown > 0.5:
-                        last_shown = time.monotonic()
-                        bar.set_postfix_str(
-                            _postfix(sums / (i * cfg.batch_size + len(idx))), refresh=False
-                        )
-                        bar.update(0)
-            except KeyboardInterrupt:
-                if bar is not None:
-                    bar.close()
-                raise TrainingInterrupted(_interrupted_message(run_dir, epoch)) from None
+                    bar.update(0)
 
             train = (sums / n).tolist()
             if not all(math.isfinite(v) for v in train):
                 if bar is not None:
                     bar.close()
-                if best_weights is not None:
-                    model.load_state_dict(best_weights)
+                model.load_state_dict(best_weights if best_weights is not None else initial)
                 raise TrainingError(_nonfinite_message(run_dir, epoch, train[0]))
             val = evaluate_loss(model, x_val, cfg.batch_size) if x_val is not None else None
             row = {
@@ -215,6 +209,7 @@ def fit(
                     model.save(run_dir / MODEL)
                 _save_checkpoint(run_dir / CHECKPOINT, model, optimizer, shuffle, state, cfg)
                 write_metrics(run_dir / METRICS, history)
+            saved[0] = epoch
             if tb is not None:
                 for key, value in row.items():
                     if key != "epoch" and math.isfinite(value):
@@ -250,7 +245,7 @@ def evaluate_loss(model: VAE, x: Rows, batch_size: int = 512) -> list[float]:
     return (sums / n).tolist()
 
 
-def _check_data(model: VAE, x: Rows, name: str) -> None:
+def check_data(model: VAE, x: Rows, name: str) -> None:
     """Shape and support checked once per split, not per step."""
     probe = x[torch.arange(min(len(x), 2))]
     try:
@@ -286,17 +281,35 @@ def _tensorboard(run_dir: Path | None) -> Any:
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
-def _interrupted_message(run_dir: Path | None, epoch: int) -> str:
+@contextlib.contextmanager
+def _interrupts(run_dir: Path | None, saved: list[int], bar: Any) -> Iterator[None]:
+    """Ctrl-C anywhere in an epoch (steps, validation, saving) -> TrainingInterrupted."""
+    try:
+        yield
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        raise TrainingInterrupted(_interrupted_message(run_dir, saved[0])) from None
+
+
+def _interrupted_message(run_dir: Path | None, saved: int) -> str:
+    epoch = saved + 1
     if run_dir is None:
         return f"interrupted during epoch {epoch}"
+    if saved == 0:
+        return "interrupted during epoch 1, before any checkpoint: nothing to --resume; start again"
     return (
-        f"interrupted during epoch {epoch}; epochs up to {epoch - 1} are saved in "
+        f"interrupted during epoch {epoch}; epochs up to {saved} are saved in "
         f"{run_dir / CHECKPOINT}; continue with: vaekit train --resume --out {run_dir}"
     )
 
 
 def _nonfinite_message(run_dir: Path | None, epoch: int, value: float) -> str:
-    kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {run_dir}" if run_dir else ""
+    kept = ""
+    if run_dir is not None and epoch > 1:
+        kept = f"; the last good checkpoint (epoch {epoch - 1}) is kept in {run_dir}"
     return (
         f"the training loss became {value} in epoch {epoch}{kept}; "
         "try a smaller --lr, --grad-clip 10, or check the data for extreme values"

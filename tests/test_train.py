@@ -1,0 +1,382 @@
+"""vaekit.train through the Python API: resume, Ctrl-C, non-finite losses, early stopping, and
+the issue's quality target on the digits."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import vaekit.train as train_module
+from vaekit.cli import main
+from vaekit.config import DataConfig, ModelConfig, TrainConfig
+from vaekit.data import prepare
+from vaekit.io import load_tensors
+from vaekit.models import VAE
+from vaekit.train import COLUMNS, TrainingError, TrainingInterrupted, evaluate_loss, fit
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models on a shared 2-core machine: one thread is both faster and steadier."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """The digits' train and validation splits, (n, 1, 8, 8) in [0, 1]."""
+    splits = prepare(DataConfig(source="digits"))
+    return splits.train.x, splits.val.x
+
+
+def small_model(seed: int = 0, latent: int = 4) -> VAE:
+    torch.manual_seed(seed)
+    return VAE.from_config(ModelConfig(event_shape=(1, 8, 8), latent_dim=latent, hidden=(32,)))
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_equal_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert sorted(a) == sorted(b)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def saved_model(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_tensors(run_dir / "model.safetensors")[0]
+
+
+def saved_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, meta = load_tensors(run_dir / "checkpoint.safetensors")
+    return {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}, meta
+
+
+def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "metrics.csv").open() as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == list(COLUMNS)
+        return list(reader)
+
+
+def without_seconds(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+# --- resume --------------------------------------------------------------------------------------
+
+
+def test_fit_resume_is_bit_identical(digits, tmp_path: Path) -> None:
+    """Dynamic binarization, beta warm-up and gradient clipping all depend on the step and the
+    RNG: 2 epochs + resume to 5 must equal 5 epochs straight, bit for bit."""
+    x_train, x_val = digits
+    cfg = dict(batch_size=100, seed=5, warmup_epochs=3, grad_clip=5.0, lr=2e-3)
+
+    straight = small_model()
+    h_straight = fit(
+        straight,
+        x_train,
+        x_val,
+        TrainConfig(epochs=5, **cfg),
+        run_dir=tmp_path / "a",
+        progress=False,
+        dynamic_binarize=True,
+    )
+
+    first = small_model()
+    fit(
+        first,
+        x_train,
+        x_val,
+        TrainConfig(epochs=2, **cfg),
+        run_dir=tmp_path / "b",
+        progress=False,
+        dynamic_binarize=True,
+    )
+    assert saved_checkpoint(tmp_path / "b")[1]["state"]["epoch"] == 2
+    torch.manual_seed(12345)  # the global RNG in between must not matter: the checkpoint has it
+    resumed = small_model(seed=99)  # nor the fresh weights: they are replaced
+    h_resumed = fit(
+        resumed,
+        x_train,
+        x_val,
+        TrainConfig(epochs=5, **cfg),
+        run_dir=tmp_path / "b",
+        resume=True,
+        progress=False,
+        dynamic_binarize=True,
+    )
+
+    assert [r["epoch"] for r in h_resumed] == [1, 2, 3, 4, 5]
+    assert without_seconds(h_resumed) == without_seconds(h_straight)
+    assert_equal_weights(weights(resumed), weights(straight))
+    assert_equal_weights(saved_model(tmp_path / "a"), saved_model(tmp_path / "b"))
+    ca, ma = saved_checkpoint(tmp_path / "a")
+    cb, mb = saved_checkpoint(tmp_path / "b")
+    assert_equal_weights(ca, cb)
+    sa, sb = ma["state"], mb["state"]
+    assert without_seconds(sa.pop("history")) == without_seconds(sb.pop("history"))
+    assert sa == sb
+    assert without_seconds(metrics_rows(tmp_path / "a")) == without_seconds(
+        metrics_rows(tmp_path / "b")
+    )
+    # the beta warm-up really ran (so the comparison covered it)
+    assert h_straight[0]["beta"] < h_straight[-1]["beta"] == 1.0
+
+
+def test_resume_needs_a_checkpoint(digits, tmp_path: Path) -> None:
+    x_train, x_val = digits
+    with pytest.raises(ValueError, match="resume"):
+        fit(small_model(), x_train, x_val, TrainConfig(epochs=1), run_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match="resume"):
+        fit(small_model(), x_train, x_val, TrainConfig(epochs=1), resume=True)
+
+
+@pytest.mark.parametrize("where", ["step", "validation"])
+def test_interrupt_saves_and_resumes(
+    digits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Ctrl-C in epoch 3 (in a step, or in the validation pass): TrainingInterrupted naming
+    --resume, epochs 1-2 on disk, and resuming gives the uninterrupted run's weights."""
+    x_train, x_val = digits
+    cfg = TrainConfig(epochs=4, batch_size=128, seed=2)
+    done: list[int] = []
+
+    if where == "step":
+        model = small_model()
+        original = model.loss
+
+        def loss(*args, **kw):
+            if len(done) == 2 and model.training:
+                raise KeyboardInterrupt
+            return original(*args, **kw)
+
+        model.loss = loss  # type: ignore[method-assign]
+    else:
+        model = small_model()
+        original_eval = train_module.evaluate_loss
+
+        def evaluate(*args, **kw):
+            if len(done) == 2:
+                raise KeyboardInterrupt
+            return original_eval(*args, **kw)
+
+        monkeypatch.setattr(train_module, "evaluate_loss", evaluate)
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as excinfo:
+        fit(
+            model,
+            x_train,
+            x_val,
+            cfg,
+            run_dir=run_dir,
+            progress=False,
+            on_epoch=lambda row: done.append(int(row["epoch"])),
+        )
+    assert isinstance(excinfo.value, KeyboardInterrupt)  # plain Ctrl-C handlers still work
+    msg = str(excinfo.value)
+    assert "\n" not in msg and "--resume" in msg and "epoch 3" in msg
+    assert saved_checkpoint(run_dir)[1]["state"]["epoch"] == 2
+    assert len(metrics_rows(run_dir)) == 2
+    monkeypatch.undo()
+
+    resumed = small_model(seed=7)
+    fit(resumed, x_train, x_val, cfg, run_dir=run_dir, resume=True, progress=False)
+    straight = small_model()
+    fit(straight, x_train, x_val, cfg, run_dir=tmp_path / "straight", progress=False)
+    assert_equal_weights(weights(resumed), weights(straight))
+    assert_equal_weights(saved_checkpoint(run_dir)[0], saved_checkpoint(tmp_path / "straight")[0])
+
+
+# --- non-finite losses ---------------------------------------------------------------------------
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(digits, tmp_path: Path) -> None:
+    """From epoch 2 on the loss is inf (its gradients wreck the weights in memory): training
+    stops with TrainingError, the checkpoint still holds epoch 1, the model is finite again."""
+    x_train, x_val = digits
+    model = small_model()
+    original = model.loss
+    after_epoch_1: dict[str, torch.Tensor] = {}
+
+    def loss(*args, **kw):
+        result = original(*args, **kw)
+        if after_epoch_1 and model.training:
+            return type(result)(*(t * math.inf for t in result))
+        return result
+
+    model.loss = loss  # type: ignore[method-assign]
+
+    def on_epoch(row: dict) -> None:
+        after_epoch_1.update(weights(model))
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingError) as excinfo:
+        fit(
+            model,
+            x_train,
+            x_val,
+            TrainConfig(epochs=5, batch_size=128),
+            run_dir=run_dir,
+            progress=False,
+            on_epoch=on_epoch,
+        )
+    msg = str(excinfo.value)
+    assert "\n" not in msg and "epoch 2" in msg and "--lr" in msg and "epoch 1" in msg
+
+    checkpoint, meta = saved_checkpoint(run_dir)
+    assert meta["state"]["epoch"] == 1
+    assert_equal_weights(checkpoint, after_epoch_1)
+    assert all(torch.isfinite(v).all() for v in checkpoint.values())
+    assert len(metrics_rows(run_dir)) == 1
+    assert_equal_weights(saved_model(run_dir), after_epoch_1)
+    # the model in memory went non-finite during epoch 2 and is back at the good weights
+    now = weights(model)
+    assert all(torch.isfinite(v).all() for v in now.values())
+    assert_equal_weights(now, after_epoch_1)
+    # and the kept checkpoint resumes (here with the loss fixed)
+    model.loss = original  # type: ignore[method-assign]
+    history = fit(
+        small_model(),
+        x_train,
+        x_val,
+        TrainConfig(epochs=2, batch_size=128),
+        run_dir=run_dir,
+        resume=True,
+        progress=False,
+    )
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert all(math.isfinite(r["train_loss"]) for r in history)
+
+
+def test_non_finite_loss_in_epoch_1_restores_the_initial_weights(digits, tmp_path: Path) -> None:
+    x_train, x_val = digits
+    model = small_model()
+    initial = weights(model)
+    original = model.loss
+
+    def loss(*args, **kw):
+        result = original(*args, **kw)
+        return type(result)(*(t * math.nan for t in result))
+
+    model.loss = loss  # type: ignore[method-assign]
+    with pytest.raises(TrainingError) as excinfo:
+        fit(model, x_train, x_val, TrainConfig(epochs=3), run_dir=tmp_path, progress=False)
+    msg = str(excinfo.value)
+    assert "epoch 1" in msg and "epoch 0" not in msg and "\n" not in msg
+    assert not (tmp_path / "checkpoint.safetensors").exists()
+    assert_equal_weights(weights(model), initial)
+
+
+# --- early stopping ------------------------------------------------------------------------------
+
+
+def test_early_stopping_keeps_the_best_epoch(
+    digits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation losses 10, 8, 9, 9.5, ... with patience 2: stop after epoch 4, keep epoch 2."""
+    x_train, x_val = digits
+    losses = iter([10.0, 8.0, 9.0, 9.5, 1.0, 1.0, 1.0])
+    monkeypatch.setattr(train_module, "evaluate_loss", lambda *a, **k: [next(losses), 0.5, 0.5])
+    model = small_model()
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    run_dir = tmp_path / "run"
+    history = fit(
+        model,
+        x_train,
+        x_val,
+        TrainConfig(epochs=20, patience=2),
+        run_dir=run_dir,
+        progress=False,
+        on_epoch=lambda row: snapshots.__setitem__(int(row["epoch"]), weights(model)),
+    )
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert [r["val_loss"] for r in history] == [10.0, 8.0, 9.0, 9.5]
+    assert_equal_weights(saved_model(run_dir), snapshots[2])
+    assert_equal_weights(weights(model), snapshots[2])
+    assert any(not torch.equal(snapshots[2][k], snapshots[4][k]) for k in snapshots[2])
+    checkpoint, meta = saved_checkpoint(run_dir)
+    assert meta["state"]["epoch"] == 4 and meta["state"]["best_epoch"] == 2
+    assert_equal_weights(checkpoint, snapshots[4])  # the checkpoint is the latest, for resume
+    assert len(metrics_rows(run_dir)) == 4
+
+
+def test_without_validation_there_is_no_early_stopping(digits) -> None:
+    x_train, _ = digits
+    model = small_model()
+    history = fit(model, x_train, None, TrainConfig(epochs=3, patience=1), progress=False)
+    assert len(history) == 3
+    assert all(math.isnan(r["val_loss"]) for r in history)
+    assert not model.training
+
+
+def test_training_lowers_the_validation_loss(digits) -> None:
+    x_train, x_val = digits
+    model = small_model()
+    before = evaluate_loss(model, x_val)[0]
+    history = fit(model, x_train, x_val, TrainConfig(epochs=3, lr=3e-3), progress=False)
+    after = evaluate_loss(model, x_val)[0]
+    assert after < before
+    assert after == pytest.approx(min(r["val_loss"] for r in history), rel=0.05)
+    for r in history:
+        assert r["train_loss"] == pytest.approx(r["train_rate"] + r["train_distortion"], rel=1e-4)
+
+
+# --- bad data through the API --------------------------------------------------------------------
+
+
+def test_fit_rejects_bad_data(digits) -> None:
+    x_train, x_val = digits
+    with pytest.raises(ValueError, match="gaussian"):
+        fit(small_model(), x_train * 5, x_val, TrainConfig(epochs=1), progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        fit(small_model(), x_train[:0], x_val, TrainConfig(epochs=1), progress=False)
+    with pytest.raises(ValueError, match="shape"):
+        fit(small_model(), x_train.reshape(len(x_train), -1), None, TrainConfig(epochs=1))
+
+
+# --- the issue's quality target ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_digits_quality_target(tmp_path: Path) -> None:
+    """`vaekit train --data digits --hidden 512,256 --latent-dim 16 --epochs 30 --seed 0`:
+    test -ELBO <= 26.0 nats per example (a hand-written loop gets 25.3 on an 80/20 split)."""
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "train",
+            "--data",
+            "digits",
+            "--hidden",
+            "512,256",
+            "--latent-dim",
+            "16",
+            "--epochs",
+            "30",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+            "--quiet",
+            "--no-pictures",
+            "--k",
+            "100",
+        ]
+    )
+    assert rc == 0
+    figures = json.loads((out / "evaluation.json").read_text())
+    assert figures["split"] == "test"
+    assert -figures["elbo"] <= 26.0, figures
+    assert figures["log_likelihood"] >= figures["elbo"] - 0.1
+    assert len(metrics_rows(out)) == 30
