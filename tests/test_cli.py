@@ -734,3 +734,18 @@ def test_ctrl_c_in_epoch_1_leaves_nothing(
     msg = assert_one_line_error(rc, err, code=130)
     assert "nothing to --resume" in msg
     assert not out.exists()
+
+
+def test_evaluate_elbo_does_not_depend_on_k():
+    """The ELBO pass and the importance-sampling pass draw from separately seeded streams."""
+    import torch
+
+    from vaekit import VAE, ModelConfig
+    from vaekit.evaluate import evaluate
+
+    torch.manual_seed(0)
+    model = VAE.from_config(ModelConfig(event_shape=(1, 8, 8), hidden=(16,), latent_dim=2))
+    x = torch.rand(40, 1, 8, 8)
+    a, b = evaluate(model, x, k=5), evaluate(model, x, k=50)
+    assert a["elbo"] == b["elbo"] and a["rate"] == b["rate"]
+    assert a["log_likelihood"] != b["log_likelihood"]

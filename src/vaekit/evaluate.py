@@ -32,15 +32,19 @@ def evaluate(
         raise ValueError("nothing to evaluate: the data hold 0 examples")
     model.eval()
     log_px_z, rate, ll = torch.zeros(()), torch.zeros(()), torch.zeros(())
+    batches = torch.arange(n).split(batch_size)
     with torch.random.fork_rng(devices=[]):
+        # Two passes, each seeded: the ELBO's draws do not depend on K (nor K's on the ELBO).
         torch.manual_seed(seed)
-        for idx in torch.arange(n).split(batch_size):
+        for idx in batches:
             xb = x[idx]
             model.check_input(xb)
             t = elbo_terms(model, xb)
             log_px_z += t.log_px_z.sum()
             rate += t.rate.sum()
-            ll += log_likelihood(model, xb, k, batch_size=batch_size).sum()
+        torch.manual_seed(seed + 1)
+        for idx in batches:
+            ll += log_likelihood(model, x[idx], k, batch_size=batch_size).sum()
     ll = ll / n
     dims = math.prod(model.config.event_shape)
     return {
