@@ -1,0 +1,178 @@
+"""Importance-sampled log-likelihood: Pythae's `get_nll` vs vaekit's `model.log_likelihood`
+on the same weights and data (issue 4).
+
+One model is trained briefly with the plain loop (benchcommon.train_plain); its weights are
+then used as they are by three estimators:
+  reference  this script's batched estimator (benchcommon.importance_log_likelihood)
+  pythae     pythae VAE around the same nets: model.get_nll(x, n_samples=K, batch_size=B)
+             under torch.no_grad() (get_nll itself does not disable autograd). It loops over
+             examples one at a time, K/B forward passes of B copies each, and returns the MEAN
+             log p(x) (a negative number, despite the name). K must be a multiple of B.
+  vaekit     vaekit.models.VAE with the weights copied in: model.log_likelihood(x, k=K)
+             (skipped until it exists, or if the weights cannot be mapped)
+
+    python benchmarks/bench_nll.py --data mnist --k 1000 --n-eval 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import benchcommon as bc
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def timed(fn: Any) -> tuple[torch.Tensor | float, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", choices=("digits", "mnist"), default="mnist")
+    p.add_argument("--mnist-path", type=Path, default=bc.MNIST_TEST)
+    p.add_argument("--k", type=int, default=1000, help="importance samples per example")
+    p.add_argument("--n-eval", type=int, default=500, help="test examples to evaluate")
+    p.add_argument("--train-epochs", type=int, default=5)
+    p.add_argument("--pythae-batch", type=int, default=100, help="get_nll batch_size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.k % args.pythae_batch and args.k > args.pythae_batch:
+        p.error("--k must be a multiple of --pythae-batch (get_nll drops the remainder)")
+
+    train, test = bc.load_data(args.data, args.seed, args.mnist_path)
+    x_train, x = torch.from_numpy(train), torch.from_numpy(test[: args.n_eval])
+    d = x.shape[1]
+    torch.manual_seed(args.seed)
+    ref = bc.MLPVAE(d)
+    train_s = sum(bc.train_plain(ref, x_train, args.train_epochs))
+    ref.eval()
+    print(f"{args.data}: trained {args.train_epochs} epochs in {train_s:.1f}s; "
+          f"evaluating {len(x)} examples, K={args.k}", flush=True)  # fmt: skip
+
+    rows: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, per_example: torch.Tensor | None, mean: float, secs: float) -> None:
+        row: dict[str, Any] = {"status": "ok", "seconds": secs, "mean_log_px": mean}
+        if per_example is not None:
+            sem = float(per_example.std() / math.sqrt(len(per_example)))
+            row["sem_over_examples"] = sem
+        rows[name] = row
+        print(f"{name:10s} log p(x) {mean:10.3f} nats  in {secs:8.2f} s", flush=True)
+
+    torch.manual_seed(args.seed + 1)
+    ll, secs = timed(lambda: bc.importance_log_likelihood(ref.encode, ref.decode_logits, x, args.k))
+    record("reference", ll, float(ll.mean()), secs)
+    neg_elbo = bc.test_neg_elbo(ref.encode, ref.decode_logits, x, samples=10)
+
+    version = bc.pythae_version()
+    if version is None:
+        rows["pythae"] = {"status": "skipped", "note": "pythae not importable"}
+        print("pythae: skipped (not importable)")
+    else:
+        pmodel = bc.make_pythae_vae(d, ref.enc, ref.dec).eval()
+        torch.manual_seed(args.seed + 1)
+        with torch.no_grad():
+            val, secs = timed(
+                lambda: pmodel.get_nll(x, n_samples=args.k, batch_size=args.pythae_batch)
+            )
+        record("pythae", None, float(val), secs)
+
+    try:
+        import vaekit.models  # noqa: F401
+    except Exception as exc:
+        rows["vaekit"] = {"status": "skipped", "note": f"vaekit.models not importable ({exc})"}
+        print(f"vaekit: skipped ({exc})")
+    else:
+        vmodel = bc.vaekit_model(d)
+        reason = bc.copy_into_vaekit(ref, vmodel, x[:64])
+        if reason:
+            rows["vaekit"] = {"status": "skipped", "note": f"weights not copied: {reason}"}
+            print(f"vaekit: skipped ({reason})")
+        else:
+            torch.manual_seed(args.seed + 1)
+            ll, secs = timed(lambda: vmodel.log_likelihood(x, k=args.k))
+            record("vaekit", ll, float(ll.mean()), secs)
+
+    ratios = {}
+    if rows.get("pythae", {}).get("status") == "ok":
+        for name in ("reference", "vaekit"):
+            if rows.get(name, {}).get("status") == "ok":
+                ratios[f"pythae/{name} seconds"] = rows["pythae"]["seconds"] / rows[name]["seconds"]
+                ratios[f"{name}-pythae log p(x)"] = (
+                    rows[name]["mean_log_px"] - rows["pythae"]["mean_log_px"]
+                )
+    result = {
+        "benchmark": "bench_nll",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "config": {
+            "data": args.data,
+            "k": args.k,
+            "n_eval": len(x),
+            "train_epochs": args.train_epochs,
+            "pythae_batch_size": args.pythae_batch,
+            "seed": args.seed,
+        },
+        "env": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "pythae": version,
+            "threads": torch.get_num_threads(),
+        },
+        "test_neg_elbo": neg_elbo,
+        "estimators": rows,
+        "ratios": ratios,
+    }
+    lines = [
+        f"# Log-likelihood evaluation, {args.data} ({len(x)} test examples, K={args.k})",
+        "",
+        f"Same weights for all (plain loop, {args.train_epochs} epochs); torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads, pythae {version or '-'}. "
+        f"Test -ELBO of the model: {neg_elbo:.2f} nats.",
+        "",
+        "| estimator | mean log p(x) (nats) | +- s.e. over examples | seconds |",
+        "|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        if row["status"] != "ok":
+            lines.append(f"| {name} | skipped: {row['note']} | | |")
+            continue
+        sem = row.get("sem_over_examples")
+        sem_text = f"{sem:.2f}" if sem is not None else "-"
+        lines.append(f"| {name} | {row['mean_log_px']:.3f} | {sem_text} | {row['seconds']:.2f} |")
+    if ratios:
+        lines += ["", "| comparison | value |", "|---|---|"]
+        for key, val in ratios.items():
+            text = f"{val:+.3f} nats" if "log p" in key else f"{val:.1f}x"
+            lines.append(f"| {key} | {text} |")
+    lines += [
+        "",
+        f"pythae: `model.get_nll(x, n_samples={args.k}, batch_size={args.pythae_batch})` under "
+        "torch.no_grad (one example at a time; Bernoulli via sigmoid + F.binary_cross_entropy). "
+        "reference: this script's batched estimator (BCE with logits). The estimates differ "
+        "only by Monte Carlo noise (the s.e. column bounds the between-example spread).",
+    ]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stem = args.out_dir / f"nll_{args.data}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n" + "\n".join(lines))
+    print(f"\nwrote {stem}.json and {stem}.md")
+
+
+if __name__ == "__main__":
+    main()
