@@ -380,3 +380,22 @@ def test_digits_quality_target(tmp_path: Path) -> None:
     assert -figures["elbo"] <= 26.0, figures
     assert figures["log_likelihood"] >= figures["elbo"] - 0.1
     assert len(metrics_rows(out)) == 30
+
+
+def test_fit_flushes_denormals_in_every_thread_and_restores_them():
+    """torch.set_flush_denormal alone covers only the calling thread; fit covers all."""
+    from vaekit import denormals
+
+    big = torch.full((2_000_000,), 1e-40)  # large enough to be split across threads
+    seen: list[int] = []
+    model = VAE.from_config(ModelConfig(event_shape=(4,), hidden=(8,), latent_dim=2))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fit(model, torch.rand(64, 4), None, TrainConfig(epochs=1), progress=False,
+            on_epoch=lambda row: seen.append(int((big * 1.0 != 0).sum())))
+        after = int((big * 1.0 != 0).sum())
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [0]  # during training: no denormal survives in any thread
+    assert after == big.numel() and not denormals.is_flushing()  # restored afterwards
