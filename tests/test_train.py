@@ -387,14 +387,19 @@ def test_fit_flushes_denormals_in_every_thread_and_restores_them():
     from vaekit import denormals
 
     big = torch.full((2_000_000,), 1e-40)  # large enough to be split across threads
+
+    def survivors() -> int:
+        # Count by bit pattern: a float comparison would itself flush denormals (DAZ).
+        return int(((big * 1.0).view(torch.int32) != 0).sum())
+
     seen: list[int] = []
     model = VAE.from_config(ModelConfig(event_shape=(4,), hidden=(8,), latent_dim=2))
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         fit(model, torch.rand(64, 4), None, TrainConfig(epochs=1), progress=False,
-            on_epoch=lambda row: seen.append(int((big * 1.0 != 0).sum())))
-        after = int((big * 1.0 != 0).sum())
+            on_epoch=lambda row: seen.append(survivors()))
+        after = survivors()
     finally:
         torch.set_num_threads(threads)
     assert seen == [0]  # during training: no denormal survives in any thread

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 from typing import Any
 
 import torch
@@ -22,13 +23,23 @@ _CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 @functools.lru_cache(maxsize=1)
 def _torch_gomp() -> Any:
-    """torch's OpenMP runtime (a ctypes handle), or None (macOS, TBB builds, no /proc)."""
+    """torch's OpenMP runtime (a ctypes handle), or None (macOS, TBB builds, no /proc).
+
+    Other packages ship their own libgomp (scikit-learn does), each with its own thread pool:
+    take the copy inside torch's package, else a single system one, else give up.
+    """
     try:
         with open("/proc/self/maps") as f:
             paths = sorted({line.split()[-1] for line in f if "libgomp" in line})
-        if not paths:
+        torch_dir = os.path.dirname(torch.__file__) + os.sep
+        own = [p for p in paths if p.startswith(torch_dir)]
+        if own:
+            path = own[0]
+        elif len(paths) == 1 and "site-packages" not in paths[0]:
+            path = paths[0]  # torch linked against the system libgomp
+        else:
             return None
-        lib = ctypes.CDLL(paths[0])  # already loaded by torch: the same instance
+        lib = ctypes.CDLL(path)  # already loaded by torch: the same instance
         lib.GOMP_parallel.argtypes = [_CALLBACK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
         lib.GOMP_parallel.restype = None
         return lib
