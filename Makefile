@@ -49,15 +49,19 @@ lint: $(VENV)/.dev
 test: lint
 	$(BIN)/python -m pytest -q
 
-# Optional peers for the side-by-side benchmarks; torch stays pinned so pip cannot swap it.
+# Optional peers for the side-by-side benchmarks. The installed torch is named on the same
+# command line so pip cannot swap it for another build while resolving pythae.
 $(VENV)/.bench: $(VENV)/.installed
-	$(PIP) install -q "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__.split("+")[0])')" pythae
+	$(PIP) install -q "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__.split("+")[0])')" "pythae==0.1.2"
 	@touch $@
 
+# About 20 minutes on 2 cores; results go to benchmarks/results/ (see benchmarks/README.md).
+# Speed is a ratio measured in one run with the arms alternated; keep the machine otherwise idle.
 bench: $(VENV)/.bench
-	$(BIN)/python benchmarks/bench_train.py --data digits
 	$(BIN)/python benchmarks/bench_train.py --data mnist
-	$(BIN)/python benchmarks/bench_nll.py
+	$(BIN)/python benchmarks/bench_train.py --data digits
+	$(BIN)/python benchmarks/bench_nll.py --data mnist
+	$(BIN)/python benchmarks/bench_scaling.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -2,8 +2,9 @@
 
 Same model for every arm (MLP D-512-256-16, ReLU, encoder head 2*16 = mean/logvar, decoder of
 D Bernoulli logits), same data, ELBO with analytic KL, Adam lr 1e-3, batch 128. Arms run
-alternately (A B C A B C ...) for --rounds rounds, each arm-round in its own subprocess with a
-fresh model from the same seed, so peak RSS (VmHWM read by the child) is per arm-round.
+alternately (A B C A B C ...) for --rounds rounds, each arm-round in its own subprocess (so
+peak RSS, VmHWM read by the child, is per arm-round) with a fresh model. Round r uses seed + r
+for every arm: -ELBO differences then compare the same initialisations over several seeds.
 
     python benchmarks/bench_train.py --data mnist            # 5 rounds x 20 epochs
     python benchmarks/bench_train.py --data digits --rounds 3
@@ -376,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
                     "--round", str(rnd), "--data-file", str(data_file),
                     "--result-file", str(result_file), "--data", args.data,
                     "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-                    "--lr", str(args.lr), "--seed", str(args.seed),
+                    "--lr", str(args.lr), "--seed", str(args.seed + rnd),
                     "--eval-samples", str(args.eval_samples), "--threads", str(args.threads),
                 ]  # fmt: skip
                 env = dict(os.environ, TQDM_DISABLE="1")
