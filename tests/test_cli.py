@@ -749,3 +749,11 @@ def test_evaluate_elbo_does_not_depend_on_k():
     a, b = evaluate(model, x, k=5), evaluate(model, x, k=50)
     assert a["elbo"] == b["elbo"] and a["rate"] == b["rate"]
     assert a["log_likelihood"] != b["log_likelihood"]
+
+
+def test_abbreviated_flags_are_refused(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--dat", "digits", "--out", "unused"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--dat" in err
