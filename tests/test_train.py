@@ -396,3 +396,18 @@ def test_fit_flushes_denormals_in_every_thread_and_restores_them():
         torch.set_num_threads(threads)
     assert seen == [0]  # during training: no denormal survives in any thread
     assert after == big.numel() and not denormals.is_flushing()  # restored afterwards
+
+
+def test_tensorboard_scalars_are_written_when_tensorboard_is_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = VAE.from_config(ModelConfig(event_shape=(6,), hidden=(8,), latent_dim=2))
+    history = fit(model, torch.rand(40, 6), torch.rand(10, 6), TrainConfig(epochs=2),
+                  run_dir=tmp_path, progress=False)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train_loss", "val_loss", "train_rate", "val_distortion"} <= tags
+    logged = [e.value for e in events.Scalars("val_loss")]
+    assert logged == pytest.approx([row["val_loss"] for row in history])
