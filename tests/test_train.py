@@ -411,3 +411,40 @@ def test_tensorboard_scalars_are_written_when_tensorboard_is_installed(tmp_path)
     assert {"train_loss", "val_loss", "train_rate", "val_distortion"} <= tags
     logged = [e.value for e in events.Scalars("val_loss")]
     assert logged == pytest.approx([row["val_loss"] for row in history])
+
+
+def test_bf16_copies_match_autocast_and_leave_the_model_fp32():
+    """--precision bf16: the networks run on bf16 copies; grads land on the fp32 parameters."""
+    from vaekit.models import LowPrecision
+
+    torch.manual_seed(0)
+    model = VAE.from_config(ModelConfig(event_shape=(1, 8, 8), hidden=(64, 32), latent_dim=4))
+    x = torch.rand(32, 1, 8, 8)
+    keys = {k: (v.dtype, v.shape) for k, v in model.state_dict().items()}
+
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the reference: autocast on the nets
+        ref = model.loss(x)
+    ref.total.backward()
+    ref_grads = [p.grad.clone() for p in model.encoder.parameters()]
+    model.zero_grad(set_to_none=True)
+
+    model.low_precision = LowPrecision(model)
+    model.low_precision.pull()
+    torch.manual_seed(1)
+    got = model.loss(x)
+    got.total.backward()
+    model.low_precision.push_grads()
+    torch.testing.assert_close(got.total, ref.total.float(), rtol=2e-2, atol=0.0)
+    for g, r in zip((p.grad for p in model.encoder.parameters()), ref_grads, strict=True):
+        assert g.dtype == torch.float32
+        torch.testing.assert_close(g, r, rtol=0.1, atol=1e-3)
+    model.low_precision = None
+
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, torch.rand(64, 1, 8, 8), None, TrainConfig(epochs=1, precision="bf16"),
+        progress=False)
+    assert model.low_precision is None  # fit removes the copies
+    after = model.state_dict()
+    assert {k: (v.dtype, v.shape) for k, v in after.items()} == keys  # still fp32, same tensors
+    assert any(not torch.equal(before[k], after[k]) for k in keys)  # and trained

@@ -146,7 +146,9 @@ def build_parser() -> Parser:
         "--mc-kl", action="store_true", default=None, help="Monte-Carlo KL even where analytic"
     )
     g.add_argument(
-        "--precision", choices=["fp32", "bf16"], help="bf16 autocast (CPU AMX / GPU) [fp32]"
+        "--precision",
+        choices=["fp32", "bf16"],
+        help="bf16: networks in bf16, master weights and loss in fp32 (CPU AMX / GPU) [fp32]",
     )
     g.add_argument("--k", type=int, help="importance samples for the final log-likelihood [1000]")
     g.add_argument("--quiet", action="store_true", help="no progress bar")

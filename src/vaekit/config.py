@@ -121,7 +121,7 @@ class TrainConfig:
     beta: float = 1.0  # weight of the rate (KL) term
     warmup_epochs: int = 0  # beta ramps linearly from 0 to `beta` over these epochs
     analytic_kl: bool = True  # closed-form KL where the prior allows it, else Monte Carlo
-    precision: str = "fp32"  # fp32 | bf16 (autocast on the networks, loss in fp32)
+    precision: str = "fp32"  # fp32 | bf16 (networks in bf16 on fp32 master weights; loss fp32)
     eval_k: int = 1000  # importance samples for the final log-likelihood
     flush_denormal: bool = True  # denormal floats slow CPU training 1.5-2x after a while
 

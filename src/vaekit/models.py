@@ -6,7 +6,7 @@ are not subclasses that copy this one.
 
 from __future__ import annotations
 
-import contextlib
+import copy
 from pathlib import Path
 
 import torch
@@ -42,8 +42,9 @@ class VAE(nn.Module):
         self.decoder = decoder
         self.prior = prior
         self.likelihood = likelihood
-        # bf16 autocast for the networks only (the trainer sets it); densities stay in fp32.
-        self.autocast_dtype: torch.dtype | None = None
+        # Set by the trainer for --precision bf16: low-precision copies of the networks that
+        # the forward pass runs through; densities, KL and the loss stay in fp32.
+        self.low_precision: LowPrecision | None = None
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> VAE:
@@ -53,22 +54,18 @@ class VAE(nn.Module):
 
     # --- the path of a batch ---------------------------------------------------------------
 
-    def _autocast(self, t: torch.Tensor) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(t.device.type, dtype=self.autocast_dtype)
-
     def posterior(self, x: torch.Tensor) -> DiagonalGaussian:
         """q(z|x) for x: (batch, *event_shape)."""
-        with self._autocast(x):
-            h = self.encoder(x)
+        low = self.low_precision
+        h = self.encoder(x) if low is None else low.encoder(x.to(low.dtype))
         return DiagonalGaussian.from_encoder(h.float())
 
     def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters for z: (..., latent) -> (..., *event_shape)."""
         lead = z.shape[:-1]
-        with self._autocast(z):
-            out = self.decoder(z.reshape(-1, z.shape[-1]))
+        z = z.reshape(-1, z.shape[-1])
+        low = self.low_precision
+        out = self.decoder(z) if low is None else low.decoder(z.to(low.dtype))
         return out.float().reshape(*lead, *self.config.event_shape)
 
     def loss(
@@ -170,6 +167,49 @@ class VAE(nn.Module):
         model = cls.from_config(config)
         load_state(model, tensors, str(path))
         return model.eval()
+
+
+class LowPrecision:
+    """bf16 copies of a model's encoder and decoder, for mixed-precision training.
+
+    The fp32 parameters stay the model's own (the optimizer, checkpoints and saved files see
+    only them); the forward and backward passes run through these copies. Per step the trainer
+    calls `zero_grad`, then after backward `push_grads` (bf16 gradients -> fp32 .grad), then
+    after the optimizer step `pull` (fp32 weights -> bf16): two foreach copies, instead of
+    autocast casting every weight and every weight gradient op by op. Not registered as
+    submodules on purpose, so the model's state_dict is unchanged. The copies have no
+    train/eval-dependent layers (none of vaekit's networks do).
+    """
+
+    def __init__(self, model: VAE, dtype: torch.dtype = torch.bfloat16):
+        self.dtype = dtype
+        self.encoder = copy.deepcopy(model.encoder).to(dtype)
+        self.decoder = copy.deepcopy(model.decoder).to(dtype)
+        self.master = [*model.encoder.parameters(), *model.decoder.parameters()]
+        self.low = [*self.encoder.parameters(), *self.decoder.parameters()]
+        self.grads = [torch.empty_like(p) for p in self.master]
+
+    @torch.no_grad()
+    def pull(self) -> None:
+        """Copy the fp32 weights into the low-precision networks."""
+        torch._foreach_copy_(self.low, self.master)
+
+    def zero_grad(self) -> None:
+        for p in self.low:
+            p.grad = None
+
+    @torch.no_grad()
+    def push_grads(self) -> None:
+        """Hand the low-precision gradients to the fp32 parameters (as fp32)."""
+        pairs = [
+            (g, p.grad, m)
+            for g, p, m in zip(self.grads, self.low, self.master, strict=True)
+            if p.grad is not None
+        ]
+        if pairs:
+            torch._foreach_copy_([g for g, _, _ in pairs], [q for _, q, _ in pairs])
+        for g, _, m in pairs:
+            m.grad = g
 
 
 def load_state(module: nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:

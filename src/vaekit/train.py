@@ -27,11 +27,12 @@ import torch
 from vaekit import denormals
 from vaekit.config import TrainConfig, to_dict
 from vaekit.io import CheckpointError, atomic_write_text, load_tensors, save_tensors
-from vaekit.models import VAE, load_state
+from vaekit.models import VAE, LowPrecision, load_state
 
 CHECKPOINT = "checkpoint.safetensors"
 MODEL = "model.safetensors"
 METRICS = "metrics.csv"
+TENSORBOARD = "tensorboard"  # event files, when the tensorboard package is installed
 COLUMNS = (
     "epoch",
     "train_loss",
@@ -71,10 +72,11 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
 
 @contextlib.contextmanager
 def _training_mode(model: VAE, cfg: TrainConfig) -> Iterator[None]:
-    """Process settings for the duration of fit only: flush-to-zero, bf16 autocast."""
-    previous_dtype = model.autocast_dtype
+    """Process settings for the duration of fit only: flush-to-zero, bf16 networks."""
+    previous = model.low_precision
     if cfg.precision == "bf16":
-        model.autocast_dtype = torch.bfloat16
+        model.low_precision = LowPrecision(model)
+        model.low_precision.pull()
     # Adam's moments of parameters that never get gradient decay into denormal floats,
     # which make CPU steps 1.5-2x slower after ~800 steps. Flushing them to zero changes
     # values below 1e-38 only. All threads: see vaekit.denormals.
@@ -83,7 +85,7 @@ def _training_mode(model: VAE, cfg: TrainConfig) -> Iterator[None]:
     try:
         yield
     finally:
-        model.autocast_dtype = previous_dtype
+        model.low_precision = previous
         if flushed:
             denormals.set_flush_denormal(False)
 
@@ -145,6 +147,7 @@ def fit(
 
     saved = [state["epoch"]]  # the last epoch whose checkpoint is complete (for Ctrl-C)
     with _training_mode(model, cfg), _interrupts(run_dir, saved, bar):
+        low = model.low_precision  # bf16 copies of the networks, or None
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             model.train()
@@ -166,10 +169,16 @@ def fit(
                     objective=cfg.objective,
                 )
                 optimizer.zero_grad(set_to_none=True)
+                if low is not None:
+                    low.zero_grad()
                 loss.total.backward()
+                if low is not None:
+                    low.push_grads()
                 if cfg.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
                 optimizer.step()
+                if low is not None:
+                    low.pull()
                 sums += torch.stack(loss).detach() * len(idx)
                 if bar is not None and time.monotonic() - last_shown > 0.5:
                     last_shown = time.monotonic()
@@ -280,7 +289,7 @@ def _tensorboard(run_dir: Path | None) -> Any:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # optional
         return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
+    return SummaryWriter(str(run_dir / TENSORBOARD))
 
 
 @contextlib.contextmanager
