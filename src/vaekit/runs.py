@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from vaekit.data import Preprocessor, Splits, load_like_run, prepare
 from vaekit.evaluate import evaluate
 from vaekit.io import CheckpointError, atomic_write_text
 from vaekit.models import VAE
-from vaekit.train import CHECKPOINT, METRICS, MODEL, check_data, fit
+from vaekit.train import CHECKPOINT, METRICS, MODEL, TENSORBOARD, check_data, fit
 
 CONFIG = "config.json"
 PREPROCESSING = "preprocessing.json"
@@ -112,6 +113,7 @@ def prepare_out_dir(out: Path, *, resume: bool, force: bool) -> None:
     if force and out.is_dir():
         for name in ARTIFACTS:
             (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / TENSORBOARD, ignore_errors=True)  # the old run's curves
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -179,6 +181,7 @@ def _remove_unstarted(out: Path, created: bool) -> None:
     """Undo a run that failed before its first checkpoint (non-finite loss, Ctrl-C)."""
     for name in (CONFIG, PREPROCESSING, MODEL, METRICS):
         (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / TENSORBOARD, ignore_errors=True)
     if created and not any(out.iterdir()):
         out.rmdir()
 
