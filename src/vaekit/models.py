@@ -192,7 +192,7 @@ class LowPrecision:
     @torch.no_grad()
     def pull(self) -> None:
         """Copy the fp32 weights into the low-precision networks."""
-        torch._foreach_copy_(self.low, self.master)
+        _copy_all(self.low, self.master)
 
     def zero_grad(self) -> None:
         for p in self.low:
@@ -207,9 +207,18 @@ class LowPrecision:
             if p.grad is not None
         ]
         if pairs:
-            torch._foreach_copy_([g for g, _, _ in pairs], [q for _, q, _ in pairs])
+            _copy_all([g for g, _, _ in pairs], [q for _, q, _ in pairs])
         for g, _, m in pairs:
             m.grad = g
+
+
+def _copy_all(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    """dst[i].copy_(src[i]) for all i, in one foreach kernel where torch has it."""
+    if hasattr(torch, "_foreach_copy_"):
+        torch._foreach_copy_(dst, src)
+    else:  # older torch
+        for d, s in zip(dst, src, strict=True):
+            d.copy_(s)
 
 
 def load_state(module: nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
