@@ -21,7 +21,9 @@ from vaekit.report import write_report
 
 
 class FakeVAE(nn.Module):
-    """The VAE model API (encode, decode, sample, reconstruct) with linear maps; records the shapes decode is called with."""
+    """The VAE model API (encode, decode, sample, reconstruct) with linear maps.
+
+    Records the shapes decode is called with."""
 
     def __init__(self, event_shape: tuple[int, ...] = (1, 8, 8), latent_dim: int = 2) -> None:
         super().__init__()

@@ -5,7 +5,8 @@ Two layers:
 * array-level functions (`image_grid`, `reconstruction_grid`, `manifold_grid`,
   `latent_scatter`, `training_curves`) take tensors or arrays already in display space and
   write one PNG each; they need no model and are cheap to test;
-* `plot_run` drives a model (`vaekit.models.VAE`, or anything with its encode/decode/sample/reconstruct) through them and writes every figure
+* `plot_run` drives a model (a `vaekit.models.VAE`, or anything with its encode, decode,
+  sample and reconstruct) through them and writes every figure
   that applies to the data: image figures only when the events are images (see `as_images`),
   the manifold only for a 2-D latent space, the curves only when a metrics.csv exists.
 
