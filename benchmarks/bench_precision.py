@@ -13,6 +13,7 @@ import torch
 
 from vaekit import VAE, ModelConfig
 from vaekit.models import LowPrecision
+from vaekit.train import step_optimizer
 
 
 def ms_per_step(mode: str, x: torch.Tensor, steps: int, warmup: int = 30) -> float:
@@ -35,15 +36,7 @@ def ms_per_step(mode: str, x: torch.Tensor, steps: int, warmup: int = 30) -> flo
                 loss = model.loss(batch)
         else:
             loss = model.loss(batch)
-        opt.zero_grad(set_to_none=True)
-        if low is not None:
-            low.zero_grad()
-        loss.total.backward()
-        if low is not None:
-            low.push_grads()
-        opt.step()
-        if low is not None:
-            low.pull()
+        step_optimizer(model, opt, loss.total)
     return (time.perf_counter() - start) / steps * 1e3
 
 

@@ -70,6 +70,26 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
+def step_optimizer(
+    model: VAE, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float | None = None
+) -> None:
+    """One update from a scalar loss. With `model.low_precision` set, the gradients are
+    computed on the bf16 copies, handed to the fp32 parameters, and the updated weights copied
+    back: the order that keeps the copies in step lives here only."""
+    low = model.low_precision
+    optimizer.zero_grad(set_to_none=True)
+    if low is not None:
+        low.zero_grad()
+    loss.backward()
+    if low is not None:
+        low.push_grads()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip, foreach=True)
+    optimizer.step()
+    if low is not None:
+        low.pull()
+
+
 @contextlib.contextmanager
 def _training_mode(model: VAE, cfg: TrainConfig) -> Iterator[None]:
     """Process settings for the duration of fit only: flush-to-zero, bf16 networks."""
@@ -147,7 +167,6 @@ def fit(
 
     saved = [state["epoch"]]  # the last epoch whose checkpoint is complete (for Ctrl-C)
     with _training_mode(model, cfg), _interrupts(run_dir, saved, bar):
-        low = model.low_precision  # bf16 copies of the networks, or None
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             model.train()
@@ -168,17 +187,7 @@ def fit(
                     analytic_kl=cfg.analytic_kl,
                     objective=cfg.objective,
                 )
-                optimizer.zero_grad(set_to_none=True)
-                if low is not None:
-                    low.zero_grad()
-                loss.total.backward()
-                if low is not None:
-                    low.push_grads()
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
-                optimizer.step()
-                if low is not None:
-                    low.pull()
+                step_optimizer(model, optimizer, loss.total, cfg.grad_clip)
                 sums += torch.stack(loss).detach() * len(idx)
                 if bar is not None and time.monotonic() - last_shown > 0.5:
                     last_shown = time.monotonic()
