@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import struct
 
 import pytest
@@ -12,7 +14,7 @@ import torch.distributions as D
 
 from vaekit import VAE, ModelConfig
 from vaekit.config import ConfigError, RunConfig, from_dict, to_dict
-from vaekit.io import CheckpointError
+from vaekit.io import CheckpointError, atomic_write
 from vaekit.likelihoods import Bernoulli, Gaussian, LearnedGaussian
 from vaekit.objectives import elbo_loss, iwae_loss, log_likelihood
 from vaekit.priors import DiagonalGaussian, MixturePrior, StandardNormal
@@ -307,6 +309,34 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
     model.save(path)
     model.save(path)
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_ctrl_c_during_a_save_waits_for_the_rename_and_leaves_no_temp_file(tmp_path):
+    """The CI failure this guards: a SIGINT landing inside atomic_write left a .tmp behind."""
+    path = tmp_path / "a.txt"
+    path.write_text("old")
+    written = []
+
+    def write_then_get_interrupted(tmp):
+        tmp.write_text("new")
+        os.kill(os.getpid(), signal.SIGINT)  # delivered now, held until the rename is done
+        written.append(tmp.read_text())
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, write_then_get_interrupted)
+    assert written == ["new"]
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+    assert path.read_text() == "new"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+    def write_then_fail(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, write_then_fail)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+    assert path.read_text() == "new"
 
 
 def test_config_round_trips_through_json_and_rejects_unknown_or_bad_fields():

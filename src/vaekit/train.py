@@ -26,7 +26,13 @@ import torch
 
 from vaekit import denormals
 from vaekit.config import TrainConfig, to_dict
-from vaekit.io import CheckpointError, atomic_write_text, load_tensors, save_tensors
+from vaekit.io import (
+    CheckpointError,
+    atomic_write_text,
+    interrupts_deferred,
+    load_tensors,
+    save_tensors,
+)
 from vaekit.models import VAE, LowPrecision, load_state
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -224,12 +230,13 @@ def fit(
                 state["bad"] += 1
             state["epoch"] = epoch
             stop = cfg.patience is not None and x_val is not None and state["bad"] >= cfg.patience
-            if run_dir is not None:
-                if improved:
-                    model.save(run_dir / MODEL)
-                _save_checkpoint(run_dir / CHECKPOINT, model, optimizer, shuffle, state, cfg)
-                write_metrics(run_dir / METRICS, history)
-            saved[0] = epoch
+            with interrupts_deferred():  # a Ctrl-C here waits: model, checkpoint, metrics agree
+                if run_dir is not None:
+                    if improved:
+                        model.save(run_dir / MODEL)
+                    _save_checkpoint(run_dir / CHECKPOINT, model, optimizer, shuffle, state, cfg)
+                    write_metrics(run_dir / METRICS, history)
+                saved[0] = epoch
             if tb is not None:
                 for key, value in row.items():
                     if key != "epoch" and math.isfinite(value):
