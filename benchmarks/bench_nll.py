@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import platform
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train-epochs", type=int, default=5)
     p.add_argument("--pythae-batch", type=int, default=100, help="get_nll batch_size")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=3, help="alternated rounds; median seconds")
+    p.add_argument(
+        "--pythae-autograd",
+        action="store_true",
+        help="also time get_nll as called, without torch.no_grad (slower still)",
+    )
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -64,19 +71,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.data}: trained {args.train_epochs} epochs in {train_s:.1f}s; "
           f"evaluating {len(x)} examples, K={args.k}", flush=True)  # fmt: skip
 
+    # name -> fn() returning per-example log p(x) (or None) and the mean; run alternately
+    arms: dict[str, Any] = {}
     rows: dict[str, dict[str, Any]] = {}
 
-    def record(name: str, per_example: torch.Tensor | None, mean: float, secs: float) -> None:
-        row: dict[str, Any] = {"status": "ok", "seconds": secs, "mean_log_px": mean}
-        if per_example is not None:
-            sem = float(per_example.std() / math.sqrt(len(per_example)))
-            row["sem_over_examples"] = sem
-        rows[name] = row
-        print(f"{name:10s} log p(x) {mean:10.3f} nats  in {secs:8.2f} s", flush=True)
+    def reference() -> tuple[torch.Tensor, float]:
+        ll = bc.importance_log_likelihood(ref.encode, ref.decode_logits, x, args.k)
+        return ll, float(ll.mean())
 
-    torch.manual_seed(args.seed + 1)
-    ll, secs = timed(lambda: bc.importance_log_likelihood(ref.encode, ref.decode_logits, x, args.k))
-    record("reference", ll, float(ll.mean()), secs)
+    arms["reference"] = reference
     neg_elbo = bc.test_neg_elbo(ref.encode, ref.decode_logits, x, samples=10)
 
     version = bc.pythae_version()
@@ -85,15 +88,22 @@ def main(argv: list[str] | None = None) -> None:
         print("pythae: skipped (not importable)")
     else:
         pmodel = bc.make_pythae_vae(d, ref.enc, ref.dec).eval()
-        torch.manual_seed(args.seed + 1)
-        with torch.no_grad():
-            val, secs = timed(
-                lambda: pmodel.get_nll(x, n_samples=args.k, batch_size=args.pythae_batch)
-            )
-        record("pythae", None, float(val), secs)
+
+        def pythae() -> tuple[None, float]:
+            with torch.no_grad():
+                return None, float(
+                    pmodel.get_nll(x, n_samples=args.k, batch_size=args.pythae_batch)
+                )
+
+        def pythae_as_called() -> tuple[None, float]:
+            return None, float(pmodel.get_nll(x, n_samples=args.k, batch_size=args.pythae_batch))
+
+        arms["pythae"] = pythae
+        if args.pythae_autograd:
+            arms["pythae, autograd on"] = pythae_as_called
 
     try:
-        import vaekit.models  # noqa: F401
+        import vaekit.models
     except Exception as exc:
         rows["vaekit"] = {"status": "skipped", "note": f"vaekit.models not importable ({exc})"}
         print(f"vaekit: skipped ({exc})")
@@ -104,13 +114,43 @@ def main(argv: list[str] | None = None) -> None:
             rows["vaekit"] = {"status": "skipped", "note": f"weights not copied: {reason}"}
             print(f"vaekit: skipped ({reason})")
         else:
-            torch.manual_seed(args.seed + 1)
-            ll, secs = timed(lambda: vmodel.log_likelihood(x, k=args.k))
-            record("vaekit", ll, float(ll.mean()), secs)
+            for precision in ("fp32", "bf16"):
+
+                def vaekit(precision: str = precision) -> tuple[torch.Tensor, float]:
+                    ll = vmodel.log_likelihood(x, k=args.k, precision=precision)
+                    return ll, float(ll.mean())
+
+                arms["vaekit" if precision == "fp32" else "vaekit bf16"] = vaekit
+
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    results: dict[str, tuple[torch.Tensor | None, float]] = {}
+    for r in range(args.rounds):
+        for name, fn in arms.items():
+            torch.manual_seed(args.seed + 1)  # the same draws every round: only time varies
+            out, secs = timed(fn)
+            times[name].append(secs)
+            results.setdefault(name, out)
+            print(f"round {r + 1}: {name:20s} log p(x) {out[1]:10.3f} nats in {secs:7.2f} s",
+                  flush=True)  # fmt: skip
+    for name in arms:
+        per_example, mean = results[name]
+        row: dict[str, Any] = {
+            "status": "ok",
+            "seconds": statistics.median(times[name]),
+            "seconds_all": times[name],
+            "mean_log_px": mean,
+        }
+        if per_example is not None:
+            row["sem_over_examples"] = float(per_example.std() / math.sqrt(len(per_example)))
+        rows[name] = row
+    if "vaekit bf16" in results:
+        diff = results["vaekit bf16"][0] - results["vaekit"][0]  # same eps: a paired difference
+        rows["vaekit bf16"]["minus_fp32_mean"] = float(diff.mean())
+        rows["vaekit bf16"]["minus_fp32_mean_abs"] = float(diff.abs().mean())
 
     ratios = {}
     if rows.get("pythae", {}).get("status") == "ok":
-        for name in ("reference", "vaekit"):
+        for name in ("reference", "vaekit", "vaekit bf16", "pythae, autograd on"):
             if rows.get(name, {}).get("status") == "ok":
                 ratios[f"pythae/{name} seconds"] = rows["pythae"]["seconds"] / rows[name]["seconds"]
                 ratios[f"{name}-pythae log p(x)"] = (
@@ -126,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
             "train_epochs": args.train_epochs,
             "pythae_batch_size": args.pythae_batch,
             "seed": args.seed,
+            "rounds": args.rounds,
         },
         "env": {
             "python": platform.python_version(),
@@ -144,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{torch.__version__}, {torch.get_num_threads()} threads, pythae {version or '-'}. "
         f"Test -ELBO of the model: {neg_elbo:.2f} nats.",
         "",
-        "| estimator | mean log p(x) (nats) | +- s.e. over examples | seconds |",
+        "| estimator | mean log p(x) (nats) | +- s.e. over examples | median seconds |",
         "|---|---|---|---|",
     ]
     for name, row in rows.items():
@@ -159,7 +200,18 @@ def main(argv: list[str] | None = None) -> None:
         for key, val in ratios.items():
             text = f"{val:+.3f} nats" if "log p" in key else f"{val:.1f}x"
             lines.append(f"| {key} | {text} |")
+    if "minus_fp32_mean" in rows.get("vaekit bf16", {}):
+        b = rows["vaekit bf16"]
+        lines += [
+            "",
+            f"vaekit bf16 minus vaekit fp32, same draws: {b['minus_fp32_mean']:+.3f} nats on "
+            f"average, {b['minus_fp32_mean_abs']:.3f} nats per example in absolute value.",
+        ]
     lines += [
+        "",
+        f"Median of {args.rounds} alternated rounds; every arm sees the same seed each round. "
+        "vaekit: `model.log_likelihood(x, k, precision=...)`; bf16 runs the networks in bfloat16 "
+        "with the densities in fp32.",
         "",
         f"pythae: `model.get_nll(x, n_samples={args.k}, batch_size={args.pythae_batch})` under "
         "torch.no_grad (one example at a time; Bernoulli via sigmoid + F.binary_cross_entropy). "

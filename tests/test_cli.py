@@ -214,6 +214,33 @@ def test_evaluate_json_prints_one_object(demo: Path, capsys: pytest.CaptureFixtu
         assert again[key] == pytest.approx(saved[key], rel=1e-5), key
 
 
+def test_evaluate_in_bf16_stays_within_a_tenth_of_a_nat_and_leaves_the_model_fp32(
+    demo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from vaekit.runs import Run
+
+    args = ("evaluate", demo, "--json", "--k", 200)
+    rc, out, err = run(capsys, *args)
+    assert rc == 0, err
+    fp32 = json.loads(out)
+    rc, out, err = run(capsys, *args, "--precision", "bf16")
+    assert rc == 0, err
+    bf16 = json.loads(out)
+    assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")
+    for key in ("elbo", "rate", "distortion", "log_likelihood"):
+        assert bf16[key] != fp32[key], key  # the networks really ran in bf16
+        assert bf16[key] == pytest.approx(fp32[key], abs=0.1), key
+
+    r = Run.load(demo)
+    before = {k: v.clone() for k, v in r.model.state_dict().items()}
+    r.model.log_likelihood(r.data(None, "test")[0][:5], k=10, precision="bf16")
+    assert r.model.low_precision is None
+    after = r.model.state_dict()
+    assert all(v.dtype == torch.float32 and torch.equal(v, after[k]) for k, v in before.items())
+
+
 def test_console_script_runs(demo: Path) -> None:
     """The installed `vaekit` entry point (a real process), not just the function."""
     assert VAEKIT.is_file()

@@ -11,6 +11,7 @@ import struct
 import pytest
 import torch
 import torch.distributions as D
+import torch.nn.functional as F
 
 from vaekit import VAE, ModelConfig
 from vaekit.config import ConfigError, RunConfig, from_dict, to_dict
@@ -85,6 +86,20 @@ def test_densities_equal_torch_distributions():
     q = DiagonalGaussian(torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g))
     lib_q = D.Independent(D.Normal(q.mean, q.std), 1).log_prob(z)
     torch.testing.assert_close(q.log_prob(z), lib_q)
+
+
+def test_bernoulli_evaluation_path_equals_bce_for_grey_levels():
+    """log_prob without autograd takes a faster route (x.l - softplus(l)); same values."""
+    g = torch.Generator().manual_seed(3)
+    params = 8 * torch.randn(6, 5, 1, 4, 4, generator=g)  # large logits: softplus's linear range
+    x = torch.rand(5, 1, 4, 4, generator=g)  # grey levels read as probabilities
+    lik = Bernoulli((1, 4, 4))
+    ref = -F.binary_cross_entropy_with_logits(params, x.expand_as(params), reduction="none")
+    ref = ref.flatten(2).sum(-1)
+    with torch.no_grad():
+        fast = lik.log_prob(params, x)
+    torch.testing.assert_close(fast, ref)
+    torch.testing.assert_close(lik.log_prob(params.requires_grad_(), x), ref)
 
 
 def test_mixture_prior_samples_follow_its_density():

@@ -165,6 +165,13 @@ def build_parser() -> Parser:
     e.add_argument("--split", default="test", choices=["train", "val", "test"], help="[test]")
     e.add_argument("--k", type=int, default=1000, help="importance samples [1000]")
     e.add_argument("--seed", type=int, default=0, help="[0]")
+    e.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="networks in bfloat16: ~2x faster log p(x) on CPUs with AMX, figures move by a few "
+        "hundredths of a nat [fp32]",
+    )
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
     s = sub.add_parser(
@@ -291,7 +298,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     run = Run.load(args.run)
     x, _ = run.data(args.data, args.split)
-    figures = {"split": args.data or args.split, **evaluate(run.model, x, k=args.k, seed=args.seed)}
+    figures = evaluate(run.model, x, k=args.k, seed=args.seed, precision=args.precision)
+    figures = {"split": args.data or args.split, "precision": args.precision, **figures}
     print(json.dumps(figures) if args.json else _figures_text(figures))
     return 0
 
@@ -414,7 +422,9 @@ def _figures_text(f: dict[str, Any]) -> str:
     split = f.get("split", "test")
     return "\n".join(
         [
-            f"{split} split, {f['n']} examples, nats per example:",
+            f"{split} split, {f['n']} examples, nats per example"
+            + (" (networks in bf16)" if f.get("precision") == "bf16" else "")
+            + ":",
             f"  ELBO (log-probability, higher is better)   {f['elbo']:10.3f}",
             f"  rate, KL(q(z|x) || p(z))                   {f['rate']:10.3f}",
             f"  distortion, -E_q log p(x|z)                {f['distortion']:10.3f}",

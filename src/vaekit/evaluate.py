@@ -8,17 +8,24 @@ import math
 import torch
 
 from vaekit.data import LazyRows
-from vaekit.models import VAE
+from vaekit.models import VAE, networks_in
 from vaekit.objectives import bits_per_dim, elbo_terms, log_likelihood
 
 
 @torch.no_grad()
 def evaluate(
-    model: VAE, x: torch.Tensor | LazyRows, *, k: int = 1000, batch_size: int = 256, seed: int = 0
+    model: VAE,
+    x: torch.Tensor | LazyRows,
+    *,
+    k: int = 1000,
+    batch_size: int = 256,
+    seed: int = 0,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """Figures over x: (n, *event_shape), a tensor or a row source read a batch at a time.
 
-    Seeded, and the caller's RNG state is left untouched.
+    Seeded, and the caller's RNG state is left untouched. precision="bf16" runs the networks
+    in bfloat16 (faster on CPUs with AMX; figures move by a few hundredths of a nat).
 
     Returns (nats per example unless named otherwise):
       elbo            E_q[log p(x|z)] - KL, analytic KL where the prior allows (a log-probability)
@@ -33,7 +40,7 @@ def evaluate(
     model.eval()
     log_px_z, rate, ll = torch.zeros(()), torch.zeros(()), torch.zeros(())
     batches = torch.arange(n).split(batch_size)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), networks_in(model, precision):
         # Two passes, each seeded: the ELBO's draws do not depend on K (nor K's on the ELBO).
         torch.manual_seed(seed)
         for idx in batches:
@@ -44,7 +51,7 @@ def evaluate(
             rate += t.rate.sum()
         torch.manual_seed(seed + 1)
         for idx in batches:
-            ll += log_likelihood(model, x[idx], k, batch_size=batch_size).sum()
+            ll += log_likelihood(model, x[idx], k).sum()
     ll = ll / n
     dims = math.prod(model.config.event_shape)
     return {

@@ -6,7 +6,9 @@ are not subclasses that copy this one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -138,11 +140,17 @@ class VAE(nn.Module):
         return self.decode(mean)
 
     def log_likelihood(
-        self, x: torch.Tensor, k: int = 1000, *, batch_size: int = 256
+        self, x: torch.Tensor, k: int = 1000, *, batch_size: int = 64, precision: str = "fp32"
     ) -> torch.Tensor:
-        """Importance-sampled log p(x) with K samples, per example: (batch,), nats."""
+        """Importance-sampled log p(x) with K samples, per example: (batch,), nats.
+
+        precision="bf16" runs the networks in bfloat16 (densities stay fp32): about 2x faster
+        on CPUs with AMX, and the estimate moves by a few hundredths of a nat (see
+        benchmarks/results/nll_mnist.md); fp32 is the honest default.
+        """
         self.check_input(x)
-        return objectives.log_likelihood(self, x, k, batch_size=batch_size)
+        with networks_in(self, precision):
+            return objectives.log_likelihood(self, x, k, batch_size=batch_size)
 
     # --- files -------------------------------------------------------------------------------
 
@@ -167,6 +175,27 @@ class VAE(nn.Module):
         model = cls.from_config(config)
         load_state(model, tensors, str(path))
         return model.eval()
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@contextlib.contextmanager
+def networks_in(model: VAE, precision: str) -> Iterator[None]:
+    """Run the model's encoder and decoder in `precision` ("fp32" or "bf16") for the block.
+
+    The model's own fp32 weights are untouched; bf16 runs through `LowPrecision` copies made
+    on entry (so they equal the weights at that moment) and dropped on exit.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    previous = model.low_precision
+    if precision == "bf16":
+        model.low_precision = LowPrecision(model)
+    try:
+        yield
+    finally:
+        model.low_precision = previous
 
 
 class LowPrecision:

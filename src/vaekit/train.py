@@ -33,7 +33,7 @@ from vaekit.io import (
     load_tensors,
     save_tensors,
 )
-from vaekit.models import VAE, LowPrecision, load_state
+from vaekit.models import VAE, load_state, networks_in
 
 CHECKPOINT = "checkpoint.safetensors"
 MODEL = "model.safetensors"
@@ -99,19 +99,15 @@ def step_optimizer(
 @contextlib.contextmanager
 def _training_mode(model: VAE, cfg: TrainConfig) -> Iterator[None]:
     """Process settings for the duration of fit only: flush-to-zero, bf16 networks."""
-    previous = model.low_precision
-    if cfg.precision == "bf16":
-        model.low_precision = LowPrecision(model)
-        model.low_precision.pull()
     # Adam's moments of parameters that never get gradient decay into denormal floats,
     # which make CPU steps 1.5-2x slower after ~800 steps. Flushing them to zero changes
     # values below 1e-38 only. All threads: see vaekit.denormals.
     was_flushing = denormals.is_flushing()
     flushed = cfg.flush_denormal and not was_flushing and denormals.set_flush_denormal(True)
     try:
-        yield
+        with networks_in(model, cfg.precision):
+            yield
     finally:
-        model.low_precision = previous
         if flushed:
             denormals.set_flush_denormal(False)
 
