@@ -299,7 +299,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = Run.load(args.run)
     x, _ = run.data(args.data, args.split)
     figures = evaluate(run.model, x, k=args.k, seed=args.seed, precision=args.precision)
-    figures = {"split": args.data or args.split, "precision": args.precision, **figures}
+    figures = {"split": args.data or args.split, **figures}
     print(json.dumps(figures) if args.json else _figures_text(figures))
     return 0
 

@@ -27,7 +27,7 @@ def evaluate(
     Seeded, and the caller's RNG state is left untouched. precision="bf16" runs the networks
     in bfloat16 (faster on CPUs with AMX; figures move by a few hundredths of a nat).
 
-    Returns (nats per example unless named otherwise):
+    Returns n, k, precision and (nats per example unless named otherwise):
       elbo            E_q[log p(x|z)] - KL, analytic KL where the prior allows (a log-probability)
       rate            KL(q(z|x) || p(z))
       distortion      -E_q[log p(x|z)]
@@ -57,6 +57,7 @@ def evaluate(
     return {
         "n": n,
         "k": k,
+        "precision": precision,
         "elbo": float((log_px_z - rate) / n),
         "rate": float(rate / n),
         "distortion": float(-log_px_z / n),
