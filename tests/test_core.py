@@ -17,6 +17,7 @@ from vaekit import VAE, ModelConfig
 from vaekit.config import ConfigError, RunConfig, from_dict, to_dict
 from vaekit.io import CheckpointError, atomic_write
 from vaekit.likelihoods import Bernoulli, Gaussian, LearnedGaussian
+from vaekit.models import networks_in
 from vaekit.objectives import elbo_loss, iwae_loss, log_likelihood
 from vaekit.priors import DiagonalGaussian, MixturePrior, StandardNormal
 
@@ -100,6 +101,24 @@ def test_bernoulli_evaluation_path_equals_bce_for_grey_levels():
         fast = lik.log_prob(params, x)
     torch.testing.assert_close(fast, ref)
     torch.testing.assert_close(lik.log_prob(params.requires_grad_(), x), ref)
+
+
+def test_networks_in_sets_the_precision_for_a_block_and_restores_it():
+    model = VAE.from_config(ModelConfig(event_shape=(6,), latent_dim=2, hidden=(8,)))
+    x = torch.rand(4, 6)
+    with networks_in(model, "bf16"):
+        assert model.low_precision is not None
+        outer = model.low_precision
+        mean_bf16 = model.encode(x)[0]
+        with networks_in(model, "fp32"):  # fp32 means fp32, even inside a bf16 block
+            assert model.low_precision is None
+            torch.testing.assert_close(model.encode(x)[0], model.encoder(x).chunk(2, -1)[0])
+        assert model.low_precision is outer
+    assert model.low_precision is None
+    assert not torch.equal(mean_bf16, model.encode(x)[0])  # bf16 really ran
+    torch.testing.assert_close(mean_bf16, model.encode(x)[0], atol=0.05, rtol=0.05)
+    with pytest.raises(ValueError, match="precision 'fp16' is not one of fp32, bf16"):
+        networks_in(model, "fp16").__enter__()
 
 
 def test_mixture_prior_samples_follow_its_density():

@@ -190,8 +190,7 @@ def networks_in(model: VAE, precision: str) -> Iterator[None]:
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     previous = model.low_precision
-    if precision == "bf16":
-        model.low_precision = LowPrecision(model)
+    model.low_precision = LowPrecision(model) if precision == "bf16" else None
     try:
         yield
     finally:
