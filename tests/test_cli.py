@@ -453,8 +453,16 @@ def test_resume_matches_an_uninterrupted_run(tmp_path: Path, capsys) -> None:
     assert saved["train"]["epochs"] == 4 and saved["data"]["binarize"] == "dynamic"
 
 
-def test_ctrl_c_saves_and_resume_matches_an_uninterrupted_run(tmp_path: Path, capsys) -> None:
-    """A real SIGINT to a running `vaekit train`: exit 130, one line naming --resume."""
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_saves_and_resume_matches_an_uninterrupted_run(
+    tmp_path: Path, capsys, sig: int, code: int, word: str
+) -> None:
+    """A real SIGINT (or a scheduler's SIGTERM) to a running `vaekit train`: exit 128+signal,
+    one line naming --resume, the finished epochs saved, and resume as if never stopped."""
     common = ["--data", "digits", "--latent-dim", "3", "--seed", 1, *FAST]
     out = tmp_path / "interrupted"
     proc = subprocess.Popen(
@@ -471,14 +479,14 @@ def test_ctrl_c_saves_and_resume_matches_an_uninterrupted_run(tmp_path: Path, ca
             assert time.monotonic() < deadline, "no checkpoint within 120 s"
             time.sleep(0.05)
         time.sleep(0.2)  # let it get into a later epoch
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    msg = assert_one_line_error(proc.returncode, err, code=130)
-    assert "--resume" in msg and "interrupted" in msg
+    msg = assert_one_line_error(proc.returncode, err, code=code)
+    assert "--resume" in msg and f"{word} during epoch" in msg
 
     _, meta = checkpoint(out)  # still loads: written atomically
     stopped = meta["state"]["epoch"]

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from vaekit import VAE, ModelConfig
 from vaekit.config import ConfigError, RunConfig, from_dict, to_dict
-from vaekit.io import CheckpointError, atomic_write
+from vaekit.io import CheckpointError, Terminated, atomic_write, terminate_as_interrupt
 from vaekit.likelihoods import Bernoulli, Gaussian, LearnedGaussian
 from vaekit.models import networks_in
 from vaekit.objectives import elbo_loss, iwae_loss, log_likelihood
@@ -363,6 +363,12 @@ def test_ctrl_c_during_a_save_waits_for_the_rename_and_leaves_no_temp_file(tmp_p
     assert path.read_text() == "new"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
+    with terminate_as_interrupt(), pytest.raises(Terminated):  # SIGTERM is held the same way
+        atomic_write(path, lambda tmp: (tmp.write_text("newer"), os.kill(os.getpid(), 15)))
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+    assert path.read_text() == "newer"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
     def write_then_fail(tmp):
         tmp.write_text("half")
         raise OSError("disk full")
@@ -370,7 +376,7 @@ def test_ctrl_c_during_a_save_waits_for_the_rename_and_leaves_no_temp_file(tmp_p
     with pytest.raises(OSError, match="disk full"):
         atomic_write(path, write_then_fail)
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
-    assert path.read_text() == "new"
+    assert path.read_text() == "newer"  # the old file stays whole
 
 
 def test_config_round_trips_through_json_and_rejects_unknown_or_bad_fields():

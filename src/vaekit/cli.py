@@ -454,14 +454,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vaekit.config import ConfigError
     from vaekit.data import DataError
-    from vaekit.io import CheckpointError
+    from vaekit.io import CheckpointError, Terminated, terminate_as_interrupt
     from vaekit.train import TrainingError, TrainingInterrupted
 
     try:
-        return COMMANDS[args.command](args)
+        with terminate_as_interrupt():  # SIGTERM: the same clean exit as Ctrl-C
+            return COMMANDS[args.command](args)
     except TrainingInterrupted as e:
         print(f"vaekit {args.command}: {e}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 128 + e.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+    except Terminated:
+        print(f"vaekit {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + Terminated.signum
     except KeyboardInterrupt:
         print(f"vaekit {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -21,30 +21,62 @@ class CheckpointError(ValueError):
     """A weights or checkpoint file is missing, corrupt, or does not match the model."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `kill` and job schedulers send), raised like Ctrl-C so that the same
+    clean-up runs: the last finished epoch saved, no half-written file left behind."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """For the block, SIGTERM raises `Terminated` (a KeyboardInterrupt) instead of killing.
+
+    Only in the main thread and only where nobody else handles SIGTERM; the CLI wraps its
+    commands in this.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) until the block ends, then raise KeyboardInterrupt.
+    """Hold Ctrl-C (SIGINT), and SIGTERM under `terminate_as_interrupt`, until the block ends,
+    then raise the KeyboardInterrupt (or `Terminated`) they would have raised.
 
     A KeyboardInterrupt can otherwise land between any two bytecodes, e.g. just after
     mkstemp created a temp file and before the cleanup handler is armed, or between the
     model file and the checkpoint that must agree with it. Only the main thread can hold
-    signals, and only while Python's default handler is installed; elsewhere (and when
-    nested) this does nothing.
+    signals, and only signals that would raise; elsewhere (and when nested) this does nothing.
     """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    raising = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _raise_terminated}
+    held = {s: h for s, h in raising.items() if signal.getsignal(s) is h}
     pending: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    for s in held:
+        signal.signal(s, lambda signum, frame: pending.append(signum))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for s, h in held.items():
+            signal.signal(s, h)
     if pending:
-        raise KeyboardInterrupt
+        raise Terminated if pending[0] == signal.SIGTERM else KeyboardInterrupt
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

@@ -17,6 +17,7 @@ import contextlib
 import csv
 import io
 import math
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from vaekit import denormals
 from vaekit.config import TrainConfig, to_dict
 from vaekit.io import (
     CheckpointError,
+    Terminated,
     atomic_write_text,
     interrupts_deferred,
     load_tensors,
@@ -57,7 +59,12 @@ class TrainingError(RuntimeError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C: the last finished epoch is saved; resume with `--resume`."""
+    """Ctrl-C (or SIGTERM under `io.terminate_as_interrupt`): the last finished epoch is saved;
+    resume with `--resume`. `signum` tells which signal."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
 
 
 class Rows(Protocol):
@@ -311,20 +318,22 @@ def _interrupts(run_dir: Path | None, saved: list[int], bar: Any) -> Iterator[No
         yield
     except TrainingInterrupted:
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if bar is not None:
             bar.close()
-        raise TrainingInterrupted(_interrupted_message(run_dir, saved[0])) from None
+        signum = e.signum if isinstance(e, Terminated) else signal.SIGINT
+        how = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+        raise TrainingInterrupted(_interrupted_message(run_dir, saved[0], how), signum) from None
 
 
-def _interrupted_message(run_dir: Path | None, saved: int) -> str:
+def _interrupted_message(run_dir: Path | None, saved: int, how: str = "interrupted") -> str:
     epoch = saved + 1
     if run_dir is None:
-        return f"interrupted during epoch {epoch}"
+        return f"{how} during epoch {epoch}"
     if saved == 0:
-        return "interrupted during epoch 1, before any checkpoint: nothing to --resume; start again"
+        return f"{how} during epoch 1, before any checkpoint: nothing to --resume; start again"
     return (
-        f"interrupted during epoch {epoch}; epochs up to {saved} are saved in "
+        f"{how} during epoch {epoch}; epochs up to {saved} are saved in "
         f"{run_dir / CHECKPOINT}; continue with: vaekit train --resume --out {run_dir}"
     )
 
