@@ -11,40 +11,20 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 2, 1, 130
-
-
-class UserError(Exception):
-    """A mistake the user can fix; printed as one line."""
-
-
-class Parser(argparse.ArgumentParser):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # No prefix matching: a typo like --dat must be an error, not silently --data.
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:  # one line, not usage + message
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
-
-
-def _hidden(text: str) -> tuple[int, ...]:
-    return () if text.strip() in ("", "none") else _ints(text)
-
+from vaekit.cli.common import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    Parser,
+    UserError,
+    check_out,
+    hidden_sizes,
+    ints,
+    plots,
+    write_atomic,
+    write_images,
+)
 
 EXAMPLES = {
     "train": """examples:
@@ -98,8 +78,8 @@ def build_parser() -> Parser:
     g = t.add_argument_group("model")
     g.add_argument("--latent-dim", type=int, help="latent dimensions [16]")
     g.add_argument("--arch", choices=["mlp", "conv"], help="network type [mlp]")
-    g.add_argument("--hidden", type=_hidden, help="MLP hidden sizes, e.g. 512,256 [512,256]")
-    g.add_argument("--conv-channels", type=_ints, help="conv channels per stride-2 layer [32,64]")
+    g.add_argument("--hidden", type=hidden_sizes, help="MLP hidden sizes, e.g. 512,256 [512,256]")
+    g.add_argument("--conv-channels", type=ints, help="conv channels per stride-2 layer [32,64]")
     g.add_argument("--activation", help="relu, gelu, elu, tanh, softplus, leaky_relu, silu [relu]")
     g.add_argument(
         "--likelihood",
@@ -123,7 +103,7 @@ def build_parser() -> Parser:
     )
     g.add_argument("--label-column", help="CSV column (or .npz/.mat array) holding labels")
     g.add_argument(
-        "--image-shape", type=_ints, help="reshape flat rows to images, e.g. 28,20 or 1,28,28"
+        "--image-shape", type=ints, help="reshape flat rows to images, e.g. 28,20 or 1,28,28"
     )
     g.add_argument("--val-fraction", type=float, help="validation fraction [0.1]")
     g.add_argument("--test-fraction", type=float, help="test fraction [0.2]")
@@ -215,7 +195,26 @@ def build_parser() -> Parser:
         formatter_class=fmt,
     )
     p.add_argument("run", type=Path)
+    for module in command_modules():
+        module.add_parser(sub)
     return parser
+
+
+# Command groups that live in modules of their own: each has add_parser(sub) and run(args).
+COMMAND_MODULES = ("cluster", "score")
+
+
+def command_modules() -> list[Any]:
+    import importlib
+
+    found = []
+    for name in COMMAND_MODULES:
+        try:
+            found.append(importlib.import_module(f"vaekit.cli.{name}"))
+        except ModuleNotFoundError as e:  # not written yet
+            if e.name != f"vaekit.cli.{name}":
+                raise
+    return found
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -310,13 +309,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from vaekit.runs import Run
 
-    _check_out(args.out, (".png", ".npz"), args.force)
+    check_out(args.out, (".png", ".npz"), args.force)
     run = Run.load(args.run)
     x = run.to_display(run.model.sample(args.n, generator=torch.Generator().manual_seed(args.seed)))
     if args.out.suffix == ".npz":
-        _atomic(args.out, lambda f: np.savez(f, x=x.numpy()))
+        write_atomic(args.out, lambda f: np.savez(f, x=x.numpy()))
     else:
-        _image_out(run, x, args.out, lambda imgs, path: _plots().image_grid(imgs, path))
+        write_images(run, x, args.out, lambda imgs, path: plots().image_grid(imgs, path))
     print(f"wrote {args.out}")
     return 0
 
@@ -324,15 +323,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from vaekit.runs import Run
 
-    _check_out(args.out, (".png",), args.force)
+    check_out(args.out, (".png",), args.force)
     run = Run.load(args.run)
     x, _ = run.data(args.data)
     x = x[: args.n]
     pair = run.to_display(x), run.to_display(run.model.reconstruct(x))
-    images = [_plots().as_images(t.numpy(), run.config.model.event_shape) for t in pair]
+    images = [plots().as_images(t.numpy(), run.config.model.event_shape) for t in pair]
     if images[0] is None:
         raise UserError("this run's data are not images; use 'vaekit encode' or the Python API")
-    _atomic(args.out, lambda f: _plots().reconstruction_grid(images[0], images[1], f, n=args.n))
+    write_atomic(args.out, lambda f: plots().reconstruction_grid(images[0], images[1], f, n=args.n))
     print(f"wrote {args.out}")
     return 0
 
@@ -342,7 +341,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     from vaekit.runs import Run
 
-    _check_out(args.out, (".npz", ".csv"), args.force)
+    check_out(args.out, (".npz", ".csv"), args.force)
     run = Run.load(args.run)
     x, y = run.data(args.data)
     mean, logvar = run.model.encode(x)
@@ -351,7 +350,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         arrays = {"mean": mean_np, "logvar": logvar_np}
         if y is not None:
             arrays["y"] = y.numpy()
-        _atomic(args.out, lambda f: np.savez(f, **arrays))
+        write_atomic(args.out, lambda f: np.savez(f, **arrays))
     else:
         d = mean_np.shape[1]
         header = [f"mean_{i}" for i in range(d)] + [f"logvar_{i}" for i in range(d)]
@@ -359,7 +358,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         if y is not None:
             header.append("label")
             table = np.concatenate([table, y.numpy()[:, None].astype(np.float32)], axis=1)
-        _atomic(
+        write_atomic(
             args.out,
             lambda f: np.savetxt(
                 f, table, delimiter=",", header=",".join(header), comments="", fmt="%.6g"
@@ -380,42 +379,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- helpers -----------------------------------------------------------------------------------
-
-
-def _plots() -> Any:
-    from vaekit import plots
-
-    return plots
-
-
-def _check_out(path: Path, suffixes: tuple[str, ...], force: bool) -> None:
-    if path.suffix not in suffixes:
-        raise UserError(f"--out must end in {' or '.join(suffixes)}, got {path.name}")
-    if path.exists() and not force:
-        raise UserError(f"{path} exists; pass --force to overwrite it or choose another --out")
-
-
-def _atomic(path: Path, write: Any) -> None:
-    """Write through a temp file with the same suffix (numpy/matplotlib go by the suffix)."""
-    from vaekit.io import atomic_write
-
-    def write_tmp(tmp: Path) -> None:
-        named = tmp.with_name(tmp.name + path.suffix)
-        try:
-            write(named)
-            named.replace(tmp)
-        finally:
-            named.unlink(missing_ok=True)
-
-    atomic_write(path, write_tmp)
-
-
-def _image_out(run: Any, x: Any, out: Path, draw: Any) -> None:
-    images = _plots().as_images(x.numpy(), run.config.model.event_shape)
-    if images is None:
-        raise UserError("this run's data are not images; write .npz instead of .png")
-    _atomic(out, lambda f: draw(images, f))
+# --- helpers ----------------------------------------------------------------------------------
 
 
 def _figures_text(f: dict[str, Any]) -> str:
@@ -452,6 +416,9 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    commands = dict(COMMANDS)
+    for module in command_modules():
+        commands[module.NAME] = module.run
     from vaekit.config import ConfigError
     from vaekit.data import DataError
     from vaekit.io import CheckpointError, Terminated, terminate_as_interrupt
@@ -459,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with terminate_as_interrupt():  # SIGTERM: the same clean exit as Ctrl-C
-            return COMMANDS[args.command](args)
+            return commands[args.command](args)
     except TrainingInterrupted as e:
         print(f"vaekit {args.command}: {e}", file=sys.stderr)
         return 128 + e.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
