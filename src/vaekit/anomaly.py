@@ -1,0 +1,611 @@
+"""Anomaly detection with a VAE: per-example scores and a PyOD-style detector.
+
+A VAE trained on normal data gives low likelihood, and poor reconstructions, to what it has
+not seen. Every score here is per example and oriented the same way: **higher = more
+abnormal**. Densities are in nats (summed over the data dimensions, as everywhere in vaekit).
+
+    score          function                     what it is
+    elbo           `neg_elbo`                   -ELBO = -E_q log p(x|z) + KL(q(z|x) || p(z))
+    iwae           `neg_log_likelihood`         -log p(x), importance-sampled with K samples
+    recon-prob     `reconstruction_probability` mean over L draws z_l ~ q(z|x) of -log p(x|z_l)
+                                                (An & Cho, 2015)
+    recon-error    `reconstruction_error`       sum over features of (x - E[x|z=mean(q)])^2
+
+`feature_contributions` splits a score into per-feature parts (which pixels or columns make
+an input abnormal). All score functions take a `vaekit.models.VAE` and x: (n, *event_shape) in
+the model's space (already preprocessed), run batched under no_grad, are seeded (the caller's
+RNG state is untouched) and take precision="bf16" to run the networks in bfloat16.
+
+`VAEDetector` wraps data preparation, a VAE, `vaekit.train.fit` and a score in the
+conventions of PyOD and scikit-learn.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin
+
+from vaekit.config import ConfigError, ModelConfig, TrainConfig, from_dict, to_dict
+from vaekit.io import CheckpointError, load_tensors, save_tensors
+from vaekit.models import VAE, load_state, networks_in
+from vaekit.objectives import elbo_terms, log_likelihood
+
+__all__ = [
+    "SCORES",
+    "VAEDetector",
+    "feature_contributions",
+    "neg_elbo",
+    "neg_log_likelihood",
+    "reconstruction_error",
+    "reconstruction_probability",
+    "score_samples",
+]
+
+SCORES = ("elbo", "iwae", "recon-prob", "recon-error")
+DEFAULT_SAMPLES = {"elbo": 10, "iwae": 100, "recon-prob": 10, "recon-error": 1}
+FORMAT = "vaekit.anomaly-detector/1"
+
+
+# --- scores ---------------------------------------------------------------------------------
+
+
+def _batched(
+    model: VAE,
+    x: torch.Tensor,
+    per_batch: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    batch_size: int,
+    precision: str,
+    seed: int,
+) -> torch.Tensor:
+    """Run `per_batch` over x in batches: checked input, eval mode, no_grad, seeded, precision."""
+    model.check_input(x)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]), networks_in(model, precision):
+            torch.manual_seed(seed)
+            return torch.cat([per_batch(xb) for xb in x.split(batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def _check_samples(samples: int) -> None:
+    if int(samples) < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+
+
+def neg_elbo(
+    model: VAE,
+    x: torch.Tensor,
+    *,
+    samples: int = 10,
+    batch_size: int = 256,
+    precision: str = "fp32",
+    seed: int = 0,
+) -> torch.Tensor:
+    """-ELBO per example, (n,), nats: -E_q[log p(x|z)] (L=`samples` draws) + KL(q || p).
+
+    An upper bound on -log p(x); analytic KL where the prior allows it.
+    """
+    _check_samples(samples)
+
+    def one(xb: torch.Tensor) -> torch.Tensor:
+        t = elbo_terms(model, xb, samples=samples)
+        return t.rate - t.log_px_z
+
+    return _batched(model, x, one, batch_size=batch_size, precision=precision, seed=seed)
+
+
+def neg_log_likelihood(
+    model: VAE,
+    x: torch.Tensor,
+    *,
+    k: int = 100,
+    batch_size: int = 64,
+    precision: str = "fp32",
+    seed: int = 0,
+) -> torch.Tensor:
+    """-log p(x) per example, (n,), nats: importance sampling with K draws from q(z|x)."""
+    _check_samples(k)
+    return _batched(
+        model,
+        x,
+        lambda xb: -log_likelihood(model, xb, k, batch_size=batch_size),
+        batch_size=max(batch_size, 1024),
+        precision=precision,
+        seed=seed,
+    )
+
+
+def reconstruction_probability(
+    model: VAE,
+    x: torch.Tensor,
+    *,
+    samples: int = 10,
+    batch_size: int = 256,
+    precision: str = "fp32",
+    seed: int = 0,
+) -> torch.Tensor:
+    """Reconstruction probability of An & Cho (2015) as a score, (n,), nats:
+    the mean over L=`samples` draws z_l ~ q(z|x) of -log p(x|z_l) (the ELBO's distortion)."""
+    _check_samples(samples)
+    return _batched(
+        model,
+        x,
+        lambda xb: -elbo_terms(model, xb, samples=samples).log_px_z,
+        batch_size=batch_size,
+        precision=precision,
+        seed=seed,
+    )
+
+
+def reconstruction_error(
+    model: VAE,
+    x: torch.Tensor,
+    *,
+    batch_size: int = 512,
+    precision: str = "fp32",
+    seed: int = 0,
+) -> torch.Tensor:
+    """Squared error of the decoded posterior mean, (n,): sum over features of
+    (x - E[x | z = mean of q(z|x)])^2, in squared units of x as the model sees it (pixel
+    intensities for images in [0, 1]; standardised units for tables). Not a density."""
+
+    def one(xb: torch.Tensor) -> torch.Tensor:
+        x_hat = model.likelihood.mean(model.decoder_params(model.posterior(xb).mean))
+        return (xb - x_hat).pow(2).flatten(1).sum(1)
+
+    return _batched(model, x, one, batch_size=batch_size, precision=precision, seed=seed)
+
+
+def score_samples(
+    model: VAE,
+    x: torch.Tensor,
+    score: str = "recon-error",
+    *,
+    samples: int | None = None,
+    batch_size: int = 256,
+    precision: str = "fp32",
+    seed: int = 0,
+) -> torch.Tensor:
+    """The score named `score` (one of SCORES) per example, (n,); higher = more abnormal.
+
+    samples: L for elbo and recon-prob, K for iwae (defaults in DEFAULT_SAMPLES); unused by
+    recon-error.
+    """
+    check_score(score)
+    s = DEFAULT_SAMPLES[score] if samples is None else int(samples)
+    common = {"batch_size": batch_size, "precision": precision, "seed": seed}
+    if score == "elbo":
+        return neg_elbo(model, x, samples=s, **common)
+    if score == "iwae":
+        return neg_log_likelihood(model, x, k=s, **common)
+    if score == "recon-prob":
+        return reconstruction_probability(model, x, samples=s, **common)
+    return reconstruction_error(model, x, **common)
+
+
+def check_score(score: Any) -> None:
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
+
+
+def _per_feature_nll(model: VAE, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """-log p(x_d | z) per data dimension: params (S, b, *event), x (b, *event) -> (S, b, *event).
+
+    The core likelihoods sum over the event dimensions; this is the same density left
+    unsummed (a test checks that it sums to `model.likelihood.log_prob`).
+    """
+    lik = model.likelihood
+    if lik.name == "bernoulli":
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            params, x.expand_as(params), reduction="none"
+        )
+    log_sigma = lik._log_sigma()  # Gaussian, fixed or learned (clamped as in log_prob)
+    z = (x - params) * torch.exp(-log_sigma)
+    return 0.5 * z**2 + log_sigma + 0.5 * math.log(2 * math.pi)
+
+
+def feature_contributions(
+    model: VAE,
+    x: torch.Tensor,
+    score: str = "recon-error",
+    *,
+    samples: int | None = None,
+    batch_size: int = 256,
+    precision: str = "fp32",
+    seed: int = 0,
+) -> torch.Tensor:
+    """Per-feature parts of a score, (n, *event_shape): which pixels or columns make x abnormal.
+
+    recon-error: (x_d - E[x_d | z = mean])^2 (sums to the score exactly).
+    recon-prob, elbo, iwae: mean over L draws z_l ~ q(z|x) of -log p(x_d | z_l), nats per
+    feature (sums to the recon-prob score; for elbo and iwae it is their reconstruction part:
+    the KL term belongs to no single feature).
+    """
+    check_score(score)
+    if score == "recon-error":
+
+        def one(xb: torch.Tensor) -> torch.Tensor:
+            x_hat = model.likelihood.mean(model.decoder_params(model.posterior(xb).mean))
+            return (xb - x_hat).pow(2)
+
+    else:
+        s = DEFAULT_SAMPLES["recon-prob"] if samples is None or score == "iwae" else int(samples)
+        _check_samples(s)
+
+        def one(xb: torch.Tensor) -> torch.Tensor:
+            z = model.posterior(xb).rsample(s)
+            return _per_feature_nll(model, model.decoder_params(z), xb).mean(0)
+
+    return _batched(model, x, one, batch_size=batch_size, precision=precision, seed=seed)
+
+
+# --- the detector ---------------------------------------------------------------------------
+
+
+class VAEDetector(OutlierMixin, BaseEstimator):
+    """Outlier detector on a VAE, in the conventions of PyOD (and scikit-learn's estimators).
+
+    fit(X) trains a VAE on X (taken as mostly normal data) and sets `decision_scores_` (the
+    score of every training row), `threshold_` and `labels_` (1 = outlier, 0 = inlier).
+    `decision_function(X)` scores new data (higher = more abnormal), `predict(X)` flags
+    scores above `threshold_`. get_params / set_params / sklearn.base.clone work.
+
+    X: a (n, D) table, (n, H, W) or (n, C, H, W) images, as a NumPy array, torch tensor or
+    DataFrame, or a path to a source `vaekit.data.load_source` reads (e.g. a .csv; labels in it
+    are ignored). Tables are standardised per column (fitted on the training data) and get a
+    Gaussian likelihood with learned per-feature sigma; images in [0, 1] get a Bernoulli
+    likelihood (uint8 images are divided by 255 first).
+
+    Parameters
+    contamination: expected fraction of outliers in the training data, in (0, 0.5]; the
+        threshold is the (1 - contamination) quantile of the training scores, or of
+        `X_calibration`'s scores when fit gets held-out normal data.
+    score: "recon-error" (default), "recon-prob", "elbo" or "iwae" (see the module docstring).
+    threshold: a score value set by the user; overrides contamination.
+    samples: L draws (elbo, recon-prob) or K importance samples (iwae); None = 10 / 100.
+    latent_dim, hidden, arch, conv_channels: the VAE (None = chosen from the data: latent 16
+        and hidden (512, 256) for images, latent min(8, D // 2 + 1) and hidden (64, 32) for
+        tables). likelihood, standardize: None = chosen from the data as above.
+    epochs, batch_size, lr: training with `vaekit.train.fit` (Adam).
+    precision: "fp32" or "bf16" (networks in bfloat16, in training and scoring).
+    random_state: seed of initialisation, training and the scores' posterior draws.
+    """
+
+    def __init__(
+        self,
+        contamination: float = 0.1,
+        score: str = "recon-error",
+        *,
+        threshold: float | None = None,
+        samples: int | None = None,
+        latent_dim: int | None = None,
+        hidden: tuple[int, ...] | None = None,
+        arch: str = "mlp",
+        conv_channels: tuple[int, ...] = (32, 64),
+        likelihood: str | None = None,
+        standardize: bool | None = None,
+        epochs: int = 100,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        precision: str = "fp32",
+        score_batch_size: int = 256,
+        random_state: int = 0,
+        verbose: bool = False,
+    ):
+        self.contamination = contamination
+        self.score = score
+        self.threshold = threshold
+        self.samples = samples
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.arch = arch
+        self.conv_channels = conv_channels
+        self.likelihood = likelihood
+        self.standardize = standardize
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.precision = precision
+        self.score_batch_size = score_batch_size
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # --- fitting ------------------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any = None, *, X_calibration: Any = None) -> VAEDetector:
+        """Train on X (mostly normal rows); y is ignored (unsupervised).
+
+        X_calibration: held-out normal data; when given (and no `threshold`), threshold_ is
+        the (1 - contamination) quantile of its scores instead of the training scores'.
+        """
+        self._check_params()
+        from vaekit.config import DataConfig
+        from vaekit.data import Preprocessor
+        from vaekit.train import fit
+
+        x, kind = _as_array(X, "X")
+        event_shape = tuple(int(s) for s in x.shape[1:])
+        likelihood = self.likelihood or (
+            "bernoulli" if kind == "image" and x.min() >= 0 and x.max() <= 1 else "gaussian-learned"
+        )
+        standardize = self.standardize
+        if standardize is None:
+            standardize = likelihood != "bernoulli"
+        pre = Preprocessor.fit(x, DataConfig(standardize=bool(standardize)), kind)
+        xt = torch.from_numpy(pre.transform(x))
+        d = math.prod(event_shape)
+        image = kind == "image"
+        config = ModelConfig(
+            event_shape=event_shape,
+            latent_dim=self.latent_dim or (16 if image else min(8, d // 2 + 1)),
+            arch=self.arch,
+            hidden=tuple(self.hidden) if self.hidden is not None else
+            ((512, 256) if image else (64, 32)),
+            conv_channels=tuple(self.conv_channels),
+            likelihood=likelihood,
+        )
+        torch.manual_seed(self.random_state)
+        model = VAE.from_config(config)
+        train_cfg = TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            seed=self.random_state,
+            precision=self.precision,
+        )
+        self.history_ = fit(model, xt, None, train_cfg, progress=bool(self.verbose))
+        self.model_, self.preprocessor_, self.kind_ = model, pre, kind
+        self.event_shape_ = event_shape
+        self.n_features_in_ = d
+        self.decision_scores_ = self._score_model_space(xt)
+        if self.threshold is None and X_calibration is not None:
+            self.calibrate(X_calibration)
+        else:
+            self._set_threshold(self.decision_scores_)
+        return self
+
+    def calibrate(self, X_normal: Any, contamination: float | None = None) -> VAEDetector:
+        """Set threshold_ to the (1 - contamination) quantile of the scores of held-out normal
+        data (so about that fraction of normal data is flagged); labels_ follow."""
+        self._check_fitted()
+        if contamination is not None:
+            self.contamination = contamination
+            self._check_params()
+        self._set_threshold(self.decision_function(X_normal), ignore_user=True)
+        return self
+
+    def _set_threshold(self, scores: np.ndarray, ignore_user: bool = False) -> None:
+        if self.threshold is not None and not ignore_user:
+            self.threshold_ = float(self.threshold)
+        else:
+            self.threshold_ = float(np.quantile(scores, 1.0 - self.contamination))
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
+
+    def _check_params(self) -> None:
+        c = self.contamination
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c <= 0.5:
+            raise ValueError(f"contamination must be in (0, 0.5], got {c!r}")
+        check_score(self.score)
+        if self.threshold is not None and not math.isfinite(float(self.threshold)):
+            raise ValueError(f"threshold must be a finite number, got {self.threshold!r}")
+        if self.samples is not None:
+            _check_samples(self.samples)
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.likelihood not in (None, "bernoulli", "gaussian", "gaussian-learned"):
+            raise ValueError(
+                f"likelihood must be bernoulli, gaussian or gaussian-learned, got "
+                f"{self.likelihood!r}"
+            )
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("this VAEDetector is not fitted yet; call fit(X) first")
+
+    # --- scoring ------------------------------------------------------------------------------
+
+    def _prepare(self, X: Any) -> torch.Tensor:
+        """X in data space -> model-space tensor (n, *event_shape), checked against the fit."""
+        self._check_fitted()
+        x, _ = _as_array(X, "X")
+        if tuple(x.shape[1:]) != self.event_shape_:
+            if x.ndim == 2 and len(self.event_shape_) == 1:
+                raise ValueError(
+                    f"X has {x.shape[1]} columns but the detector was fitted on "
+                    f"{self.event_shape_[0]}; give the same columns in the same order"
+                )
+            if math.prod(x.shape[1:]) != self.n_features_in_:
+                raise ValueError(
+                    f"X has examples of shape {tuple(x.shape[1:])} but the detector was "
+                    f"fitted on {self.event_shape_}; give data like the training data"
+                )
+            x = x.reshape(len(x), *self.event_shape_)
+        xt = torch.from_numpy(self.preprocessor_.transform(x))
+        try:
+            self.model_.likelihood.check_support(xt)
+        except ValueError as e:
+            raise ValueError(f"X: {e}") from None
+        return xt
+
+    def _score_model_space(self, xt: torch.Tensor) -> np.ndarray:
+        scores = score_samples(
+            self.model_,
+            xt,
+            self.score,
+            samples=self.samples,
+            batch_size=self.score_batch_size,
+            precision=self.precision,
+            seed=self.random_state,
+        )
+        return scores.double().numpy()
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The detector's score of every row, (n,) float64; higher = more abnormal."""
+        return self._score_model_space(self._prepare(X))
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Same as `decision_function` (PyOD's orientation: higher = more abnormal; note that
+        scikit-learn's own detectors return the opposite sign from their score_samples)."""
+        return self.decision_function(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """1 = outlier (score > threshold_), 0 = inlier; (n,) int64."""
+        return (self.decision_function(X) > self.threshold_).astype(np.int64)
+
+    def fit_predict(self, X: Any, y: Any = None, **kwargs: Any) -> np.ndarray:
+        """fit(X) and return labels_ (the training rows' labels)."""
+        return self.fit(X, y, **kwargs).labels_
+
+    def predict_proba(self, X: Any, method: str = "linear") -> np.ndarray:
+        """Outlier probability as PyOD computes it, (n, 2): columns P(inlier), P(outlier).
+
+        linear: the score min-max scaled by the training scores' range, clipped to [0, 1].
+        unify: erf((score - mean) / (std * sqrt 2)) of the training scores, clipped at 0
+        (Kriegel et al., 2011). Neither is a calibrated probability; both are monotone in
+        the score.
+        """
+        from scipy.special import erf
+
+        s = self.decision_function(X)
+        train = self.decision_scores_
+        if method == "linear":
+            lo, hi = float(train.min()), float(train.max())
+            p = np.clip((s - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
+        elif method == "unify":
+            sd = float(train.std()) or 1.0
+            p = np.clip(erf((s - float(train.mean())) / (sd * math.sqrt(2))), 0.0, 1.0)
+        else:
+            raise ValueError(f"method must be 'linear' or 'unify', got {method!r}")
+        return np.stack([1.0 - p, p], axis=1)
+
+    def explain(self, X: Any) -> np.ndarray:
+        """Per-feature contributions to the score, (n, *event_shape) float64: see
+        `feature_contributions` (recon-error: squared errors; otherwise nats per feature)."""
+        contrib = feature_contributions(
+            self.model_,
+            self._prepare(X),
+            self.score,
+            samples=self.samples,
+            batch_size=self.score_batch_size,
+            precision=self.precision,
+            seed=self.random_state,
+        )
+        return contrib.double().numpy()
+
+    def reconstruct(self, X: Any) -> np.ndarray:
+        """E[x | z = posterior mean] in data space (standardisation undone), like X's rows."""
+        xt = self._prepare(X)
+        x_hat = torch.cat([self.model_.reconstruct(b) for b in xt.split(self.score_batch_size)])
+        return np.asarray(self.preprocessor_.inverse(x_hat.numpy()))
+
+    # --- files --------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        """One safetensors file: the VAE's weights and the training scores as tensors; the
+        parameters, model config, preprocessing and threshold as JSON in its header."""
+        self._check_fitted()
+        tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
+        tensors["decision_scores"] = torch.from_numpy(self.decision_scores_)
+        meta = {
+            "format": FORMAT,
+            "params": _jsonable(self.get_params()),
+            "model": to_dict(self.model_.config),
+            "preprocessor": self.preprocessor_.to_dict(),
+            "kind": self.kind_,
+            "threshold": self.threshold_,
+        }
+        save_tensors(Path(path), tensors, meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> VAEDetector:
+        """A detector saved by `save`; refuses other or damaged files with a clear message."""
+        from vaekit.data import DataError, Preprocessor
+
+        tensors, meta = load_tensors(Path(path))
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(
+                f"{path}: not a vaekit anomaly detector file (format {meta.get('format')!r})"
+            )
+        try:
+            params = dict(meta["params"])
+            known = cls().get_params()
+            unknown = sorted(set(params) - set(known))
+            if unknown:
+                raise CheckpointError(f"{path}: unknown detector parameter(s) {unknown}")
+            for key in ("hidden", "conv_channels"):
+                if isinstance(params.get(key), list):
+                    params[key] = tuple(params[key])
+            det = cls(**params)
+            config = from_dict(ModelConfig, meta["model"], strict=True, where="model config")
+            det.preprocessor_ = Preprocessor.from_dict(meta["preprocessor"])
+            det.kind_ = str(meta["kind"])
+            det.threshold_ = float(meta["threshold"])
+        except (KeyError, TypeError, ConfigError, DataError) as e:
+            raise CheckpointError(f"{path}: damaged detector file: {e}") from None
+        model = VAE.from_config(config)
+        model_tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        load_state(model, model_tensors, str(path))
+        det.model_ = model.eval()
+        det.event_shape_ = tuple(config.event_shape)
+        det.n_features_in_ = math.prod(config.event_shape)
+        det.decision_scores_ = tensors["decision_scores"].double().numpy()
+        det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int64)
+        return det
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def _as_array(X: Any, name: str) -> tuple[np.ndarray, str]:
+    """X (array, tensor, DataFrame or source path) -> float32 (n, *event_shape) and its kind
+    ("image" or "tabular"); a one-line ValueError for what cannot be scored."""
+    if isinstance(X, (str, Path)):
+        from vaekit.data import load_source
+
+        ds = load_source(str(X))
+        return ds.x, ds.kind
+    if isinstance(X, torch.Tensor):
+        x = X.detach().cpu().numpy()
+    else:
+        try:
+            x = np.asarray(X)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{name} cannot be read as an array: {e}") from None
+    if x.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{name} holds non-numeric values (dtype {x.dtype}); convert or drop text columns"
+        )
+    if x.ndim < 2 or x.ndim > 4:
+        raise ValueError(
+            f"{name} must be (n, features), (n, H, W) or (n, C, H, W), got shape {x.shape}; "
+            "reshape a single row with X.reshape(1, -1)"
+        )
+    if len(x) == 0:
+        raise ValueError(f"{name} has 0 rows")
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / np.float32(255.0)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(len(x), -1).any(1))
+        raise ValueError(
+            f"{name} has {len(rows)} row(s) with NaN or infinite values (first: row {rows[0]}); "
+            "drop or impute them first"
+        )
+    if x.ndim == 3:
+        x = x[:, None]
+    return x, "tabular" if x.ndim == 2 else "image"

@@ -1,0 +1,306 @@
+"""Anomaly detection: the scores, VAEDetector (PyOD/scikit-learn conventions), save/load,
+bad input, and the `vaekit score` command."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
+
+from vaekit import anomaly
+from vaekit.anomaly import SCORES, VAEDetector
+from vaekit.config import ModelConfig
+from vaekit.models import VAE
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+N_IN, N_OUT, D = 285, 15, 12
+FAST = {"hidden": (32, 16), "latent_dim": 2, "epochs": 100, "batch_size": 64}
+
+
+def planted(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A table: inliers near a 2-D plane in 12-D, outliers off it (same overall scale).
+
+    Returns X (300, 12) float32 with the outliers at random rows, and is_outlier (300,)."""
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(size=(2, D))
+    inliers = rng.normal(size=(N_IN, 2)) @ basis + 0.05 * rng.normal(size=(N_IN, D))
+    outliers = rng.normal(size=(N_OUT, D)) * inliers.std(0)
+    x = np.concatenate([inliers, outliers]).astype(np.float32)
+    y = np.r_[np.zeros(N_IN), np.ones(N_OUT)].astype(int)
+    order = rng.permutation(len(x))
+    return x[order], y[order]
+
+
+@pytest.fixture(scope="module")
+def table() -> tuple[np.ndarray, np.ndarray]:
+    return planted()
+
+
+@pytest.fixture(scope="module")
+def fitted(table: tuple[np.ndarray, np.ndarray]) -> VAEDetector:
+    x, _ = table
+    return VAEDetector(contamination=0.05, **FAST).fit(x)
+
+
+# --- scores -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_planted_outliers_rank_above_inliers_for_every_score(
+    fitted: VAEDetector, table: tuple[np.ndarray, np.ndarray], score: str
+) -> None:
+    x, is_out = table
+    xt = torch.from_numpy(fitted.preprocessor_.transform(x))
+    s = anomaly.score_samples(fitted.model_, xt, score)
+    assert s.shape == (len(x),)
+    assert torch.isfinite(s).all()
+    # higher = more abnormal: the planted outliers score higher
+    assert roc_auc_score(is_out, s.numpy()) >= 0.9
+
+
+def test_planted_outlier_images_rank_above_digits() -> None:
+    """Images (Bernoulli): digits of one class with a few other-class digits planted."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)
+    normal, other = x[d.target == 0][:170], x[d.target == 1][:10]
+    images = np.concatenate([normal, other])
+    is_out = np.r_[np.zeros(len(normal)), np.ones(len(other))]
+    det = VAEDetector(contamination=0.05, hidden=(64, 32), latent_dim=4, epochs=60).fit(images)
+    assert det.model_.config.likelihood == "bernoulli"
+    assert det.model_.config.event_shape == (1, 8, 8)
+    xt = torch.from_numpy(images[:, None])
+    for score in SCORES:
+        s = anomaly.score_samples(det.model_, xt, score)
+        assert roc_auc_score(is_out, s.numpy()) >= 0.9, score
+
+
+def test_scores_are_seeded_and_leave_the_callers_rng_alone(fitted: VAEDetector) -> None:
+    x = torch.randn(20, D)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = anomaly.neg_elbo(fitted.model_, x, seed=3)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(a, anomaly.neg_elbo(fitted.model_, x, seed=3))
+    assert not torch.equal(a, anomaly.neg_elbo(fitted.model_, x, seed=4))
+
+
+def test_scores_are_what_they_are_named(fitted: VAEDetector) -> None:
+    """-ELBO >= -log p(x) up to noise; recon-prob is -ELBO minus the KL; recon-error is the
+    squared error of the reconstruction."""
+    model = fitted.model_
+    x = torch.randn(50, D)
+    elbo = anomaly.neg_elbo(model, x, samples=200)
+    nll = anomaly.neg_log_likelihood(model, x, k=500)
+    assert (elbo - nll).mean() > 0
+    rp = anomaly.reconstruction_probability(model, x, samples=200)
+    kl = model.prior.kl(model.posterior(x)).detach()
+    assert torch.allclose(elbo - rp, kl, atol=0.1 * float(kl.abs().mean()) + 0.05)
+    err = anomaly.reconstruction_error(model, x)
+    assert torch.allclose(err, (x - model.reconstruct(x)).pow(2).sum(1), rtol=1e-5)
+
+
+def test_bf16_scores_are_close_and_the_model_stays_fp32(fitted: VAEDetector) -> None:
+    x = torch.randn(40, D)
+    for score in ("recon-error", "elbo"):
+        a = anomaly.score_samples(fitted.model_, x, score)
+        b = anomaly.score_samples(fitted.model_, x, score, precision="bf16")
+        assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.99
+    assert fitted.model_.low_precision is None
+    assert all(p.dtype == torch.float32 for p in fitted.model_.parameters())
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "gaussian-learned"])
+def test_per_feature_densities_sum_to_the_likelihood(likelihood: str) -> None:
+    torch.manual_seed(0)
+    model = VAE.from_config(
+        ModelConfig(event_shape=(1, 4, 3), latent_dim=2, hidden=(8,), likelihood=likelihood)
+    )
+    x = torch.rand(5, 1, 4, 3)
+    params = model.decoder_params(torch.randn(3, 5, 2)).detach()
+    per = anomaly._per_feature_nll(model, params, x)
+    assert per.shape == (3, 5, 1, 4, 3)
+    assert torch.allclose(-per.flatten(2).sum(-1), model.likelihood.log_prob(params, x), atol=1e-4)
+
+
+def test_feature_contributions_sum_to_the_score_and_find_the_bad_column(
+    fitted: VAEDetector, table: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, is_out = table
+    inliers = x[is_out == 0][:30].copy()
+    inliers[:, 7] += 8 * x[:, 7].std()  # one column pushed far out
+    xt = torch.from_numpy(fitted.preprocessor_.transform(inliers))
+    for score in ("recon-error", "recon-prob"):
+        c = anomaly.feature_contributions(fitted.model_, xt, score)
+        assert c.shape == xt.shape
+        assert torch.allclose(c.sum(1), anomaly.score_samples(fitted.model_, xt, score), rtol=1e-4)
+        assert (c.argmax(1) == 7).float().mean() >= 0.9
+    e = fitted.explain(inliers)
+    assert e.shape == inliers.shape and (e.argmax(1) == 7).mean() >= 0.9
+
+
+# --- the detector -----------------------------------------------------------------------------
+
+
+def test_threshold_flags_the_requested_fraction(fitted: VAEDetector) -> None:
+    n = len(fitted.decision_scores_)
+    assert fitted.decision_scores_.shape == (n,)
+    assert abs(int(fitted.labels_.sum()) - 0.05 * n) <= 1
+    assert np.array_equal(fitted.labels_, (fitted.decision_scores_ > fitted.threshold_))
+
+
+def test_predict_agrees_with_decision_function(
+    fitted: VAEDetector, table: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, _ = table
+    s = fitted.decision_function(x)
+    assert s.shape == (len(x),) and s.dtype == np.float64
+    assert np.array_equal(fitted.predict(x), (s > fitted.threshold_).astype(int))
+    assert np.array_equal(fitted.score_samples(x), s)
+    assert np.allclose(s, fitted.decision_scores_)  # seeded: training rows score the same
+    p = fitted.predict_proba(x)
+    assert p.shape == (len(x), 2) and np.allclose(p.sum(1), 1.0)
+    order = np.argsort(s)
+    assert np.all(np.diff(p[order, 1]) >= 0)  # monotone in the score
+    u = fitted.predict_proba(x, method="unify")
+    assert np.all((u >= 0) & (u <= 1))
+
+
+def test_fit_predict_returns_the_training_labels(table: tuple[np.ndarray, np.ndarray]) -> None:
+    x, _ = table
+    det = VAEDetector(contamination=0.1, **{**FAST, "epochs": 3})
+    labels = det.fit_predict(x)
+    assert np.array_equal(labels, det.labels_)
+    assert abs(int(labels.sum()) - 0.1 * len(x)) <= 1
+
+
+def test_threshold_from_held_out_normal_data_or_set_by_the_user(
+    table: tuple[np.ndarray, np.ndarray],
+) -> None:
+    x, is_out = table
+    normal = x[is_out == 0]
+    fit_part, held_out = normal[:200], normal[200:]
+    det = VAEDetector(contamination=0.1, **{**FAST, "epochs": 5}).fit(
+        fit_part, X_calibration=held_out
+    )
+    assert det.threshold_ == pytest.approx(np.quantile(det.decision_function(held_out), 0.9))
+    assert abs(int(det.predict(held_out).sum()) - 0.1 * len(held_out)) <= 1
+    user = VAEDetector(threshold=1.5, **{**FAST, "epochs": 2}).fit(fit_part)
+    assert user.threshold_ == 1.5
+    assert np.array_equal(user.labels_, (user.decision_scores_ > 1.5).astype(int))
+
+
+def test_sklearn_get_params_set_params_clone(fitted: VAEDetector) -> None:
+    params = fitted.get_params()
+    assert params["contamination"] == 0.05 and params["score"] == "recon-error"
+    twin = clone(fitted)
+    assert twin.get_params() == params
+    assert not hasattr(twin, "model_")
+    twin.set_params(score="elbo", contamination=0.2)
+    assert twin.score == "elbo" and fitted.score == "recon-error"
+
+
+def test_init_only_stores_arguments() -> None:
+    det = VAEDetector(contamination=7, score="nonsense")  # validated in fit, not here
+    assert det.contamination == 7 and det.score == "nonsense"
+
+
+def test_save_load_round_trip_gives_identical_scores(
+    fitted: VAEDetector, table: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    x, _ = table
+    path = tmp_path / "det.safetensors"
+    fitted.save(path)
+    back = VAEDetector.load(path)
+    assert back.get_params() == fitted.get_params()
+    assert back.threshold_ == fitted.threshold_
+    assert np.array_equal(back.decision_scores_, fitted.decision_scores_)
+    assert np.array_equal(back.decision_function(x), fitted.decision_function(x))
+    assert np.array_equal(back.labels_, fitted.labels_)
+
+
+def test_loading_a_model_file_as_a_detector_is_refused(fitted: VAEDetector, tmp_path: Path):
+    from vaekit.io import CheckpointError
+
+    fitted.model_.save(tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match="not a vaekit anomaly detector"):
+        VAEDetector.load(tmp_path / "model.safetensors")
+
+
+def test_a_csv_in_gives_a_detector_with_the_same_calls(
+    table: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    x, is_out = table
+    path = tmp_path / "rows.csv"
+    header = ",".join(f"f{i}" for i in range(D))
+    np.savetxt(path, x * 100 + 50, delimiter=",", header=header, comments="", fmt="%.6f")
+    det = VAEDetector(contamination=0.05, **FAST).fit(str(path))
+    assert det.model_.config.likelihood == "gaussian-learned"
+    assert det.preprocessor_.standardize
+    assert roc_auc_score(is_out, det.decision_scores_) >= 0.9
+    assert np.allclose(det.decision_function(x * 100 + 50), det.decision_scores_, rtol=1e-4)
+
+
+# --- bad input: one-line errors ---------------------------------------------------------------
+
+
+def one_line(e: pytest.ExceptionInfo[BaseException]) -> str:
+    msg = str(e.value)
+    assert msg and "\n" not in msg
+    return msg
+
+
+@pytest.mark.parametrize("contamination", [0, -0.1, 0.51, 1.0, math.nan, "0.1"])
+def test_contamination_outside_range_is_refused(contamination: object) -> None:
+    with pytest.raises(ValueError, match=r"contamination must be in \(0, 0.5\]") as e:
+        VAEDetector(contamination=contamination).fit(np.zeros((10, 3)))
+    one_line(e)
+
+
+def test_unknown_score_is_refused(fitted: VAEDetector) -> None:
+    with pytest.raises(ValueError, match="unknown score 'lof'") as e:
+        VAEDetector(score="lof").fit(np.zeros((10, 3)))
+    assert "recon-error" in one_line(e)
+    with pytest.raises(ValueError, match="unknown score"):
+        anomaly.score_samples(fitted.model_, torch.zeros(2, D), "lof")
+
+
+def test_nan_rows_are_refused(fitted: VAEDetector) -> None:
+    x = np.ones((10, D), np.float32)
+    x[3, 2] = np.nan
+    with pytest.raises(ValueError, match=r"1 row.*NaN.*row 3") as e:
+        fitted.decision_function(x)
+    one_line(e)
+    with pytest.raises(ValueError, match="NaN"):
+        VAEDetector().fit(x)
+
+
+def test_wrong_column_count_is_refused(fitted: VAEDetector) -> None:
+    with pytest.raises(ValueError, match=f"X has 5 columns but the detector was fitted on {D}"):
+        fitted.predict(np.zeros((4, 5)))
+
+
+def test_text_is_refused(tmp_path: Path) -> None:
+    from vaekit.data import DataError
+
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b\n1,2\n3,oops\n")
+    with pytest.raises(DataError, match="non-numeric 'oops'"):
+        VAEDetector().fit(str(path))
+    with pytest.raises(ValueError, match="non-numeric") as e:
+        VAEDetector().fit(np.array([["1", "x"], ["2", "3"]], dtype=object))
+    one_line(e)
+
+
+def test_unfitted_detector_says_so() -> None:
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError, match="call fit"):
+        VAEDetector().decision_function(np.zeros((2, 3)))
