@@ -304,3 +304,171 @@ def test_unfitted_detector_says_so() -> None:
 
     with pytest.raises(NotFittedError, match="call fit"):
         VAEDetector().decision_function(np.zeros((2, 3)))
+
+
+# --- vaekit score -----------------------------------------------------------------------------
+
+
+def write_csv(path: Path, x: np.ndarray) -> Path:
+    header = ",".join(f"f{i}" for i in range(x.shape[1]))
+    np.savetxt(path, x, delimiter=",", header=header, comments="", fmt="%.6f")
+    return path
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    from vaekit.cli import main
+
+    capsys.readouterr()
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as e:  # argparse usage errors
+        rc = e.code if isinstance(e.code, int) else 1
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def table_run(
+    tmp_path_factory: pytest.TempPathFactory, table: tuple[np.ndarray, np.ndarray]
+) -> tuple[Path, Path, np.ndarray]:
+    """A run trained through the CLI on the normal rows of a CSV; and a CSV of all rows."""
+    from vaekit.cli import main
+
+    x, is_out = table
+    root = tmp_path_factory.mktemp("score")
+    normal = write_csv(root / "normal.csv", x[is_out == 0])
+    rc = main(
+        ["train", "--data", str(normal), "--out", str(root / "run"), "--standardize",
+         "--likelihood", "gaussian-learned", "--hidden", "32,16", "--latent-dim", "2",
+         "--epochs", "100", "--batch-size", "64", "--quiet", "--no-pictures", "--k", "5"]
+    )
+    assert rc == 0
+    return root / "run", write_csv(root / "all.csv", x), is_out
+
+
+def test_score_writes_one_row_per_input_and_finds_the_planted_outliers(
+    table_run: tuple[Path, Path, np.ndarray], tmp_path: Path, capsys
+) -> None:
+    run, data, is_out = table_run
+    for score in SCORES:
+        out = tmp_path / f"{score}.csv"
+        rc, stdout, err = cli(capsys, "score", run, "--data", data, "--out", out, "--score", score)
+        assert rc == 0, err
+        rows = read_rows(out)
+        assert list(rows[0]) == ["index", "score", "is_outlier"]
+        assert [int(r["index"]) for r in rows] == list(range(len(is_out)))
+        s = np.array([float(r["score"]) for r in rows])
+        assert roc_auc_score(is_out, s) >= 0.9, score
+        flagged = np.array([int(r["is_outlier"]) for r in rows])
+        assert flagged.any() and set(flagged) <= {0, 1}
+        assert s[flagged == 1].min() > s[flagged == 0].max()  # one threshold splits them
+        assert "flagged" in stdout
+
+
+def test_score_threshold_and_contamination(
+    table_run: tuple[Path, Path, np.ndarray], tmp_path: Path, capsys
+) -> None:
+    run, data, _ = table_run
+    rc, _, err = cli(capsys, "score", run, "--data", data, "--out", tmp_path / "a.csv")
+    assert rc == 0, err
+    s = np.array([float(r["score"]) for r in read_rows(tmp_path / "a.csv")])
+    value = float(np.median(s))
+    rc, _, err = cli(
+        capsys, "score", run, "--data", data, "--out", tmp_path / "b.csv", "--threshold", value
+    )
+    assert rc == 0, err
+    flagged = np.array([int(r["is_outlier"]) for r in read_rows(tmp_path / "b.csv")])
+    assert np.array_equal(flagged, (s > value).astype(int))
+    low = cli(capsys, "score", run, "--data", data, "--out", tmp_path / "c.csv",
+              "--contamination", "0.02")
+    high = cli(capsys, "score", run, "--data", data, "--out", tmp_path / "d.csv",
+               "--contamination", "0.5")
+    assert low[0] == high[0] == 0
+    n_low = sum(int(r["is_outlier"]) for r in read_rows(tmp_path / "c.csv"))
+    n_high = sum(int(r["is_outlier"]) for r in read_rows(tmp_path / "d.csv"))
+    assert n_low < n_high
+
+
+def test_score_explain_writes_the_top_inputs_per_feature(
+    table_run: tuple[Path, Path, np.ndarray], tmp_path: Path, capsys
+) -> None:
+    run, data, _ = table_run
+    out = tmp_path / "s.csv"
+    rc, _, err = cli(capsys, "score", run, "--data", data, "--out", out, "--explain", 5)
+    assert rc == 0, err
+    scores = {int(r["index"]): float(r["score"]) for r in read_rows(out)}
+    rows = read_rows(tmp_path / "s_explain.csv")
+    assert len(rows) == 5
+    assert list(rows[0]) == ["index", "score", *(f"f{i}" for i in range(D))]
+    top = sorted(scores, key=lambda i: -scores[i])[:5]
+    assert [int(r["index"]) for r in rows] == top
+    for r in rows:  # recon-error: the per-feature squared errors add up to the score
+        parts = sum(float(r[f"f{i}"]) for i in range(D))
+        assert parts == pytest.approx(scores[int(r["index"])], rel=1e-4)
+
+
+def test_score_on_images_names_pixels(tmp_path: Path, capsys) -> None:
+    rc, _, err = cli(
+        capsys, "train", "--data", "digits", "--out", tmp_path / "run", "--hidden", "16",
+        "--latent-dim", "2", "--epochs", "1", "--quiet", "--no-pictures", "--k", "2",
+    )
+    assert rc == 0, err
+    out = tmp_path / "s.csv"
+    rc, _, err = cli(capsys, "score", tmp_path / "run", "--data", "digits", "--out", out,
+                     "--score", "recon-prob", "--explain", 2, "--threshold", 1e9)
+    assert rc == 0, err
+    assert len(read_rows(out)) == 1797
+    assert all(r["is_outlier"] == "0" for r in read_rows(out))
+    header = list(read_rows(tmp_path / "s_explain.csv")[0])
+    assert header[2] == "c0_y0_x0" and header[-1] == "c0_y7_x7" and len(header) == 66
+
+
+@pytest.mark.parametrize(
+    "case", ["nan", "text", "columns", "score", "contamination", "exists", "explain-exists"]
+)
+def test_score_bad_input_is_one_line_error_and_writes_nothing(
+    table_run: tuple[Path, Path, np.ndarray], tmp_path: Path, capsys, case: str
+) -> None:
+    run, data, _ = table_run
+    out = tmp_path / "s.csv"
+    extra: list[object] = []
+    if case == "nan":
+        data = tmp_path / "nan.csv"
+        data.write_text(",".join(f"f{i}" for i in range(D)) + "\n" + ",".join(["1"] * D) + "\n"
+                        + ",".join(["1"] * (D - 1) + ["nan"]) + "\n")
+    elif case == "text":
+        data = tmp_path / "text.csv"
+        data.write_text(",".join(f"f{i}" for i in range(D)) + "\n"
+                        + ",".join(["1"] * (D - 1) + ["high"]) + "\n")
+    elif case == "columns":
+        data = write_csv(tmp_path / "narrow.csv", np.zeros((4, D - 2)))
+    elif case == "score":
+        extra = ["--score", "lof"]
+    elif case == "contamination":
+        extra = ["--contamination", "0.7"]
+    elif case == "exists":
+        out.write_text("keep me")
+    else:
+        extra = ["--explain", 3]
+        (tmp_path / "s_explain.csv").write_text("keep me")
+    rc, _, err = cli(capsys, "score", run, "--data", data, "--out", out, *extra)
+    assert rc != 0
+    msg = err.strip()
+    assert msg.startswith("vaekit") and "\n" not in msg and "Traceback" not in msg
+    expected = {
+        "nan": "NaN", "text": "non-numeric", "columns": "expects", "score": "invalid choice",
+        "contamination": "(0, 0.5]", "exists": "--force", "explain-exists": "--force",
+    }[case]
+    assert expected in msg
+    if case == "exists":
+        assert out.read_text() == "keep me"
+    else:
+        assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp") == []
