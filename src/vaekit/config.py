@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+# Fields added after files were first written: a saved file without them still loads (strict
+# loading requires every other field), taking the default, which is what those files meant.
+ADDED = {"added": "0.2"}
 
 
 class ConfigError(ValueError):
@@ -45,13 +48,19 @@ class ModelConfig:
     likelihood: str = "bernoulli"  # bernoulli | gaussian | gaussian-learned
     sigma: float = 1.0  # fixed sigma of 'gaussian'; initial sigma of 'gaussian-learned'
     learned_sigma: str = "per-dim"  # per-dim | shared  (only for gaussian-learned)
-    prior: str = "normal"  # normal | mixture
+    prior: str = "normal"  # normal | mixture | class | cluster  (see vaekit.priors.build_prior)
     mixture_components: int = 10  # K of the mixture prior
+    # The class variable y (see DESIGN.md): observed and fed to the networks (conditional),
+    # observed and choosing p(z|y) (prior "class"), or inferred (prior "cluster").
+    num_classes: int = field(default=0, metadata=ADDED)  # classes of y (clusters for "cluster")
+    conditional: bool = field(default=False, metadata=ADDED)  # q(z|x,y), p(x|z,y): one-hot y in
+    class_names: tuple[str, ...] = field(default=(), metadata=ADDED)  # shown in pictures/CSVs
 
     def __post_init__(self) -> None:
         self.event_shape = tuple(int(s) for s in self.event_shape)
         self.hidden = tuple(int(h) for h in self.hidden)
         self.conv_channels = tuple(int(c) for c in self.conv_channels)
+        self.class_names = tuple(str(c) for c in self.class_names)
         if not self.event_shape or any(s < 1 for s in self.event_shape):
             raise ConfigError(f"event_shape must be non-empty and positive, got {self.event_shape}")
         _check_positive("latent_dim", self.latent_dim)
@@ -63,9 +72,26 @@ class ModelConfig:
         )
         _check_choice("likelihood", self.likelihood, ("bernoulli", "gaussian", "gaussian-learned"))
         _check_choice("learned_sigma", self.learned_sigma, ("per-dim", "shared"))
-        _check_choice("prior", self.prior, ("normal", "mixture"))
+        _check_choice("prior", self.prior, ("normal", "mixture", "class", "cluster"))
         _check_positive("sigma", self.sigma)
         _check_positive("mixture_components", self.mixture_components)
+        _check_positive("num_classes", self.num_classes, allow_zero=True)
+        if self.num_classes == 1:
+            raise ConfigError("num_classes must be >= 2 (or 0: none, or taken from the labels)")
+        if self.prior == "class" and not self.conditional:
+            raise ConfigError(
+                "prior='class' (--conditional-prior class) is p(z|y) for observed labels: "
+                "set conditional=True (--conditional)"
+            )
+        if self.prior == "cluster" and self.conditional:
+            raise ConfigError(
+                "prior='cluster' infers y, conditional=True observes it; pick one "
+                "(prior='class' is the class prior for observed labels)"
+            )
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ConfigError(
+                f"class_names has {len(self.class_names)} names for {self.num_classes} classes"
+            )
         if any(h < 1 for h in self.hidden) or any(c < 1 for c in self.conv_channels):
             raise ConfigError("hidden sizes and conv channels must be positive")
         if self.arch == "conv":
@@ -76,6 +102,14 @@ class ModelConfig:
                 )
             if not self.conv_channels:
                 raise ConfigError("arch=conv needs at least one entry in conv_channels")
+
+
+def check_buildable(cfg: ModelConfig) -> None:
+    """What a model needs beyond a valid config: the number of classes of its y. (A config may
+    leave num_classes at 0 until the data's labels are seen, as `vaekit train` does.)"""
+    if (cfg.conditional or cfg.prior in ("class", "cluster")) and cfg.num_classes < 2:
+        what = "conditional=True" if cfg.conditional else f"prior={cfg.prior!r}"
+        raise ConfigError(f"{what} needs num_classes >= 2, got {cfg.num_classes}")
 
 
 @dataclass
@@ -175,7 +209,8 @@ def from_dict(cls: type[T], data: Any, *, strict: bool = False, where: str = "")
             f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
         )
     if strict:
-        missing = sorted(names - set(data))
+        added = {f.name for f in dataclasses.fields(cls) if f.metadata.get("added")}  # type: ignore[arg-type]
+        missing = sorted(names - set(data) - added)
         if missing:
             raise ConfigError(f"{where}: missing field(s) {', '.join(missing)}")
     kwargs = {k: _coerce(hints[k], v, strict, f"{where}.{k}") for k, v in data.items()}

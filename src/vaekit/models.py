@@ -1,7 +1,10 @@
 """The VAE: an encoder, a posterior family, a prior, a decoder with its likelihood.
 
-Variants (a mixture prior today; conditioning or a clustering prior later) swap parts; they
-are not subclasses that copy this one.
+Variants swap parts; they are not subclasses that copy this one. The class variable y is one
+of them (DESIGN.md): a conditional VAE (`config.conditional`) feeds one-hot y to the encoder
+and decoder; a class prior (`prior="class"`) makes p(z|y) = N(mu_y, I); the clustering prior
+(`prior="cluster"`) infers y. Methods take an optional `y`: (batch,) int64 class indices,
+required where the model observes y and refused where it does not.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ import contextlib
 import copy
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from vaekit import objectives
-from vaekit.config import ConfigError, ModelConfig, from_dict, to_dict
+from vaekit.config import ConfigError, ModelConfig, check_buildable, from_dict, to_dict
 from vaekit.io import CheckpointError, load_tensors, save_tensors
 from vaekit.likelihoods import Likelihood, build_likelihood
 from vaekit.nets import build_networks
@@ -50,29 +54,64 @@ class VAE(nn.Module):
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> VAE:
+        check_buildable(config)
         encoder, decoder = build_networks(config)
-        prior = build_prior(config.prior, config.latent_dim, config.mixture_components)
+        prior = build_prior(
+            config.prior, config.latent_dim, config.mixture_components, config.num_classes
+        )
         return cls(config, encoder, decoder, prior, build_likelihood(config))
+
+    @property
+    def observes_labels(self) -> bool:
+        """Whether y is observed: given to the networks (and to a class prior p(z|y))."""
+        return self.config.conditional
 
     # --- the path of a batch ---------------------------------------------------------------
 
-    def posterior(self, x: torch.Tensor) -> DiagonalGaussian:
-        """q(z|x) for x: (batch, *event_shape)."""
+    def condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        """The networks' condition: one-hot y (batch, classes) for a conditional model."""
+        if not self.config.conditional or y is None:
+            return None
+        return torch.nn.functional.one_hot(y, self.config.num_classes).float()
+
+    def posterior(self, x: torch.Tensor, y: torch.Tensor | None = None) -> DiagonalGaussian:
+        """q(z|x) (q(z|x,y) for a conditional model) for x: (batch, *event_shape)."""
+        c = self.condition(y)
         low = self.low_precision
-        h = self.encoder(x) if low is None else low.encoder(x.to(low.dtype))
+        if low is None:
+            h = self.encoder(x) if c is None else self.encoder(x, c)
+        else:
+            x = x.to(low.dtype)
+            h = low.encoder(x) if c is None else low.encoder(x, c.to(low.dtype))
         return DiagonalGaussian.from_encoder(h.float())
 
-    def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
-        """Likelihood parameters for z: (..., latent) -> (..., *event_shape)."""
+    def decoder_params(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Likelihood parameters for z: (..., batch, latent) -> (..., batch, *event_shape); y:
+        (batch,) labels of a conditional model (the same for every leading sample)."""
         lead = z.shape[:-1]
+        c = self.condition(y)
+        if c is not None:
+            c = c.expand(*lead, c.shape[-1]).reshape(-1, c.shape[-1])
         z = z.reshape(-1, z.shape[-1])
         low = self.low_precision
-        out = self.decoder(z) if low is None else low.decoder(z.to(low.dtype))
+        decoder = self.decoder if low is None else low.decoder
+        if low is not None:
+            z, c = z.to(low.dtype), None if c is None else c.to(low.dtype)
+        out = decoder(z) if c is None else decoder(z, c)
         return out.float().reshape(*lead, *self.config.event_shape)
+
+    def prior_labels(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        """The labels the prior sees: y where p(z|y) is class-indexed, else None."""
+        return y if self.config.prior in ("class", "cluster") else None
+
+    def condition_labels(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        """The labels the networks see: y for a conditional model, else None."""
+        return y if self.config.conditional else None
 
     def loss(
         self,
         x: torch.Tensor,
+        y: torch.Tensor | None = None,
         *,
         samples: int = 1,
         beta: float = 1.0,
@@ -81,8 +120,10 @@ class VAE(nn.Module):
     ) -> objectives.Loss:
         """The training loss for a batch (no input checks: the trainer checks the data once)."""
         if objective == "iwae":
-            return objectives.iwae_loss(self, x, k=samples)
-        return objectives.elbo_loss(self, x, samples=samples, beta=beta, analytic_kl=analytic_kl)
+            return objectives.iwae_loss(self, x, y, k=samples)
+        return objectives.elbo_loss(
+            self, x, y, samples=samples, beta=beta, analytic_kl=analytic_kl
+        )
 
     # --- the public API ----------------------------------------------------------------------
 
@@ -105,52 +146,102 @@ class VAE(nn.Module):
             raise ValueError(f"expected floating-point data, got {x.dtype}; convert with x.float()")
         self.likelihood.check_support(x)
 
+    def check_labels(self, y: Any, n: int | None = None) -> torch.Tensor | None:
+        """y as (n,) int64 class indices for a model that observes labels, None for one that
+        does not; a one-line ValueError for a missing, unexpected or malformed y."""
+        if not self.observes_labels:
+            if y is not None:
+                raise ValueError(
+                    "this model is not conditional and takes no labels y; drop y (train with "
+                    "conditional=True or prior='class' for a model that uses them)"
+                )
+            return None
+        if y is None:
+            raise ValueError(
+                f"this model is conditional on a class y (0..{self.config.num_classes - 1}); "
+                "pass y, one label per example"
+            )
+        return as_labels(y, self.config.num_classes, n, device=self.prior_device())
+
+    def prior_device(self) -> torch.device:
+        return next(self.parameters()).device
+
     def elbo(
-        self, x: torch.Tensor, *, samples: int = 1, analytic_kl: bool = True
+        self,
+        x: torch.Tensor,
+        y: Any = None,
+        *,
+        samples: int = 1,
+        analytic_kl: bool = True,
     ) -> objectives.Loss:
-        """-ELBO and its parts for x: (batch, *event_shape); nats per example (beta = 1)."""
+        """-ELBO and its parts for x: (batch, *event_shape) (given y, for a conditional model:
+        the bound on log p(x|y)); nats per example (beta = 1)."""
         self.check_input(x)
-        return objectives.elbo_loss(self, x, samples=samples, analytic_kl=analytic_kl)
+        y = self.check_labels(y, len(x))
+        return objectives.elbo_loss(self, x, y, samples=samples, analytic_kl=analytic_kl)
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, y: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and log-variance, each (batch, latent)."""
         self.check_input(x)
-        q = self.posterior(x)
+        q = self.posterior(x, self.check_labels(y, len(x)))
         return q.mean, q.logvar
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """E[x|z] in data space: z (..., latent) -> (..., *event_shape)."""
+    def decode(self, z: torch.Tensor, y: Any = None) -> torch.Tensor:
+        """E[x|z] (E[x|z,y]) in data space: z (..., batch, latent) -> (..., batch, *event_shape);
+        y: (batch,) labels or one int for all."""
         if z.shape[-1] != self.config.latent_dim:
             raise ValueError(
                 f"z must end in the latent size {self.config.latent_dim}, got {tuple(z.shape)}"
             )
-        return self.likelihood.mean(self.decoder_params(z))
+        y = self.check_labels(y, z.shape[-2] if z.dim() >= 2 else 1)
+        return self.likelihood.mean(self.decoder_params(z, y))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n new examples (the likelihood's mean at prior draws): (n, *event_shape)."""
-        return self.decode(self.prior.sample(n, generator=generator))
+    def sample(
+        self, n: int, y: Any = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """n new examples (the likelihood's mean at prior draws): (n, *event_shape).
+
+        y: the class to generate, an int or (n,) labels (required by a conditional model);
+        for a clustering model it picks the cluster (None: clusters drawn from p(y)).
+        """
+        if self.config.prior == "cluster" and y is not None:
+            y = as_labels(y, self.config.num_classes, n, device=self.prior_device())
+        else:
+            y = self.check_labels(y, n)
+        z = self.prior.sample(n, y=self.prior_labels(y), generator=generator)
+        return self.likelihood.mean(self.decoder_params(z, self.condition_labels(y)))
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, y: Any = None) -> torch.Tensor:
         """E[x|z] at the posterior mean: (batch, *event_shape)."""
-        mean, _ = self.encode(x)
-        return self.decode(mean)
+        self.check_input(x)
+        y = self.check_labels(y, len(x))
+        q = self.posterior(x, y)
+        return self.likelihood.mean(self.decoder_params(q.mean, y))
 
     def log_likelihood(
-        self, x: torch.Tensor, k: int = 1000, *, batch_size: int = 64, precision: str = "fp32"
+        self,
+        x: torch.Tensor,
+        y: Any = None,
+        k: int = 1000,
+        *,
+        batch_size: int = 64,
+        precision: str = "fp32",
     ) -> torch.Tensor:
-        """Importance-sampled log p(x) with K samples, per example: (batch,), nats.
+        """Importance-sampled log p(x) with K samples, per example: (batch,), nats; log p(x|y)
+        for a model that observes y.
 
         precision="bf16" runs the networks in bfloat16 (densities stay fp32): about 2x faster
         on CPUs with AMX, and the estimate moves by a few hundredths of a nat (see
         benchmarks/results/nll_mnist.md); fp32 is the honest default.
         """
         self.check_input(x)
+        y = self.check_labels(y, len(x))
         with networks_in(self, precision):
-            return objectives.log_likelihood(self, x, k, batch_size=batch_size)
+            return objectives.log_likelihood(self, x, k, y=y, batch_size=batch_size)
 
     # --- files -------------------------------------------------------------------------------
 
@@ -175,6 +266,35 @@ class VAE(nn.Module):
         model = cls.from_config(config)
         load_state(model, tensors, str(path))
         return model.eval()
+
+
+def as_labels(
+    y: Any, classes: int, n: int | None = None, device: torch.device | None = None
+) -> torch.Tensor:
+    """Class indices as (n,) int64 on `device`: from an int (the same class n times), a
+    sequence, an array or a tensor of integers in 0..classes-1; a one-line ValueError
+    otherwise (NaN, fractions, out of range, wrong length)."""
+    if isinstance(y, bool):
+        raise ValueError(f"labels must be integers in 0..{classes - 1}, got {y!r}")
+    if isinstance(y, int):
+        y = torch.full((1 if n is None else n,), y, dtype=torch.int64)
+    t = torch.as_tensor(y)
+    if t.dim() != 1:
+        t = t.reshape(-1) if t.dim() == 0 else t
+        if t.dim() != 1:
+            raise ValueError(f"labels must be one per example, shape (n,), got {tuple(t.shape)}")
+    if t.is_floating_point():
+        if not torch.isfinite(t).all() or (t != t.round()).any():
+            raise ValueError("labels must be whole numbers (class indices); got NaN or fractions")
+    elif t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"labels must be integer class indices, got dtype {t.dtype}")
+    t = t.to(torch.int64)
+    if n is not None and len(t) != n:
+        raise ValueError(f"got {len(t)} labels for {n} examples; give one label per example")
+    if len(t) and (int(t.min()) < 0 or int(t.max()) >= classes):
+        bad = int(t.min()) if int(t.min()) < 0 else int(t.max())
+        raise ValueError(f"label {bad} is out of range: this model has classes 0..{classes - 1}")
+    return t if device is None else t.to(device)
 
 
 PRECISIONS = ("fp32", "bf16")

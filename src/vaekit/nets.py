@@ -3,6 +3,12 @@
 Encoders map x: (batch, *event_shape) -> (batch, 2 * latent) (mean and log-variance, stacked).
 Decoders map z: (n, latent) -> (n, *event_shape), one likelihood parameter per data dimension
 (logits for Bernoulli, the mean for Gaussians): outputs are independent per dimension.
+
+The condition part: built with `classes` > 0, a network also takes c: (batch, classes), the
+one-hot class y (the conditional VAE's q(z|x,y) and p(x|z,y)). It is joined where it adds the
+least work: to the flattened input of an MLP encoder, to the features after the convolutional
+trunk of a conv encoder (a per-pixel class map would cost a full channel per class), and to z
+at every decoder. With classes = 0 the networks are exactly the unconditional ones.
 """
 
 from __future__ import annotations
@@ -36,31 +42,47 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def join(h: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    """Features h: (n, F) with the condition c: (n, classes) appended (h itself if c is None)."""
+    return h if c is None else torch.cat([h, c.to(h.dtype)], dim=-1)
+
+
 class MLPEncoder(nn.Module):
-    """x: (batch, *event_shape) -> (batch, 2 * latent)."""
+    """x: (batch, *event_shape), c: (batch, classes) or None -> (batch, 2 * latent)."""
 
     def __init__(
-        self, event_shape: tuple[int, ...], hidden: tuple[int, ...], latent: int, activation: str
+        self,
+        event_shape: tuple[int, ...],
+        hidden: tuple[int, ...],
+        latent: int,
+        activation: str,
+        classes: int = 0,
     ):
         super().__init__()
-        self.net = mlp([math.prod(event_shape), *hidden, 2 * latent], activation)
+        self.net = mlp([math.prod(event_shape) + classes, *hidden, 2 * latent], activation)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(1))
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(join(x.flatten(1), c))
 
 
 class MLPDecoder(nn.Module):
-    """z: (n, latent) -> (n, *event_shape). Hidden sizes mirror the encoder's."""
+    """z: (n, latent), c: (n, classes) or None -> (n, *event_shape). Hidden sizes mirror the
+    encoder's."""
 
     def __init__(
-        self, event_shape: tuple[int, ...], hidden: tuple[int, ...], latent: int, activation: str
+        self,
+        event_shape: tuple[int, ...],
+        hidden: tuple[int, ...],
+        latent: int,
+        activation: str,
+        classes: int = 0,
     ):
         super().__init__()
         self.event_shape = event_shape
-        self.net = mlp([latent, *reversed(hidden), math.prod(event_shape)], activation)
+        self.net = mlp([latent + classes, *reversed(hidden), math.prod(event_shape)], activation)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).unflatten(-1, self.event_shape)
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(join(z, c)).unflatten(-1, self.event_shape)
 
 
 def _halve(size: int) -> int:
@@ -69,10 +91,16 @@ def _halve(size: int) -> int:
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 5x5 convolutions, then a dense head. x: (batch, C, H, W) -> (batch, 2 * latent)."""
+    """Stride-2 5x5 convolutions, then a dense head (the condition joins its input).
+    x: (batch, C, H, W), c: (batch, classes) or None -> (batch, 2 * latent)."""
 
     def __init__(
-        self, event_shape: tuple[int, ...], channels: tuple[int, ...], latent: int, activation: str
+        self,
+        event_shape: tuple[int, ...],
+        channels: tuple[int, ...],
+        latent: int,
+        activation: str,
+        classes: int = 0,
     ):
         super().__init__()
         c, h, w = event_shape
@@ -81,21 +109,27 @@ class ConvEncoder(nn.Module):
             layers += [nn.Conv2d(c, c_out, 5, stride=2, padding=2), ACTIVATIONS[activation]()]
             c, h, w = c_out, _halve(h), _halve(w)
         self.convs = nn.Sequential(*layers)
-        self.head = nn.Linear(c * h * w, 2 * latent)
+        self.head = nn.Linear(c * h * w + classes, 2 * latent)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.convs(x).flatten(1))
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(join(self.convs(x).flatten(1), c))
 
 
 class ConvDecoder(nn.Module):
     """A dense layer, then stride-2 5x5 transposed convolutions back to exactly (C, H, W).
 
-    z: (n, latent) -> (n, C, H, W). Any H, W: output_padding is chosen per layer so the sizes
-    retrace the encoder's (e.g. 28 -> 14 -> 7 and back; 20 -> 10 -> 5 and back).
+    z: (n, latent), c: (n, classes) or None -> (n, C, H, W). Any H, W: output_padding is
+    chosen per layer so the sizes retrace the encoder's (e.g. 28 -> 14 -> 7 and back; 20 -> 10
+    -> 5 and back).
     """
 
     def __init__(
-        self, event_shape: tuple[int, ...], channels: tuple[int, ...], latent: int, activation: str
+        self,
+        event_shape: tuple[int, ...],
+        channels: tuple[int, ...],
+        latent: int,
+        activation: str,
+        classes: int = 0,
     ):
         super().__init__()
         c, h, w = event_shape
@@ -104,7 +138,7 @@ class ConvDecoder(nn.Module):
             sizes.append((_halve(sizes[-1][0]), _halve(sizes[-1][1])))
         self.start = (channels[-1], *sizes[-1])
         self.dense = nn.Sequential(
-            nn.Linear(latent, math.prod(self.start)), ACTIVATIONS[activation]()
+            nn.Linear(latent + classes, math.prod(self.start)), ACTIVATIONS[activation]()
         )
         outs = [*reversed(channels[:-1]), c]
         layers: list[nn.Module] = []
@@ -120,14 +154,15 @@ class ConvDecoder(nn.Module):
             c_in = c_out
         self.deconvs = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.deconvs(self.dense(z).unflatten(-1, self.start))
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.deconvs(self.dense(join(z, c)).unflatten(-1, self.start))
 
 
 def build_networks(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
-    """The (encoder, decoder) pair a config describes."""
+    """The (encoder, decoder) pair a config describes (conditioned on y when cfg.conditional)."""
+    classes = cfg.num_classes if cfg.conditional else 0
     if cfg.arch == "conv":
-        args = (cfg.event_shape, cfg.conv_channels, cfg.latent_dim, cfg.activation)
+        args = (cfg.event_shape, cfg.conv_channels, cfg.latent_dim, cfg.activation, classes)
         return ConvEncoder(*args), ConvDecoder(*args)
-    args = (cfg.event_shape, cfg.hidden, cfg.latent_dim, cfg.activation)
+    args = (cfg.event_shape, cfg.hidden, cfg.latent_dim, cfg.activation, classes)
     return MLPEncoder(*args), MLPDecoder(*args)

@@ -32,57 +32,79 @@ class Terms(NamedTuple):
     rate: torch.Tensor  # KL(q || p), analytic or Monte Carlo
 
 
-def elbo_terms(model: VAE, x: torch.Tensor, *, samples: int = 1, analytic_kl: bool = True) -> Terms:
-    """ELBO parts per example. x: (batch, *event_shape). ELBO = log_px_z - rate."""
-    q = model.posterior(x)
+def elbo_terms(
+    model: VAE,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    samples: int = 1,
+    analytic_kl: bool = True,
+) -> Terms:
+    """ELBO parts per example. x: (batch, *event_shape), y: (batch,) labels of a model that
+    observes them (then the bound is on log p(x|y)). ELBO = log_px_z - rate."""
+    q = model.posterior(x, y)
     z = q.rsample(samples)  # (S, batch, latent)
-    log_px_z = model.likelihood.log_prob(model.decoder_params(z), x)  # (S, batch)
-    kl = model.prior.kl(q) if analytic_kl else None
+    log_px_z = model.likelihood.log_prob(model.decoder_params(z, y), x)  # (S, batch)
+    y_prior = model.prior_labels(y)
+    kl = model.prior.kl(q, y_prior) if analytic_kl else None
     if kl is None:  # Monte Carlo with the same samples: log q(z|x) - log p(z)
-        kl = (q.log_prob(z) - model.prior.log_prob(z)).mean(0)
+        kl = (q.log_prob(z) - model.prior.log_prob(z, y_prior)).mean(0)
     return Terms(log_px_z.mean(0), kl)
 
 
 def elbo_loss(
-    model: VAE, x: torch.Tensor, *, samples: int = 1, beta: float = 1.0, analytic_kl: bool = True
+    model: VAE,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    samples: int = 1,
+    beta: float = 1.0,
+    analytic_kl: bool = True,
 ) -> Loss:
     """-ELBO with a beta-weighted rate, as a training loss. x: (batch, *event_shape)."""
-    t = elbo_terms(model, x, samples=samples, analytic_kl=analytic_kl)
+    t = elbo_terms(model, x, y, samples=samples, analytic_kl=analytic_kl)
     distortion, rate = -t.log_px_z.mean(), t.rate.mean()
     return Loss(distortion + beta * rate, rate, distortion)
 
 
 def log_weights(
-    model: VAE, x: torch.Tensor, k: int
+    model: VAE, x: torch.Tensor, k: int, y: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Importance weights with q(z|x) as proposal.
+    """Importance weights with q(z|x) (q(z|x,y)) as proposal.
 
     Returns (log_w, log_px_z, log_q_minus_log_p), each (k, batch):
-    log w = log p(x|z) + log p(z) - log q(z|x).
+    log w = log p(x|z) + log p(z) - log q(z|x)  (each given y where the model observes it).
     """
-    q = model.posterior(x)
+    q = model.posterior(x, y)
     z = q.rsample(k)
-    log_px_z = model.likelihood.log_prob(model.decoder_params(z), x)
-    log_ratio = q.log_prob(z) - model.prior.log_prob(z)
+    log_px_z = model.likelihood.log_prob(model.decoder_params(z, y), x)
+    log_ratio = q.log_prob(z) - model.prior.log_prob(z, model.prior_labels(y))
     return log_px_z - log_ratio, log_px_z, log_ratio
 
 
-def iwae_loss(model: VAE, x: torch.Tensor, *, k: int) -> Loss:
+def iwae_loss(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None, *, k: int) -> Loss:
     """-IWAE bound with K samples (Burda et al. 2016); K=1 is the ELBO with Monte-Carlo KL.
 
     rate and distortion are reported as their single-sample Monte-Carlo means (diagnostics:
     here they do not add up to the total).
     """
-    log_w, log_px_z, log_ratio = log_weights(model, x, k)
+    log_w, log_px_z, log_ratio = log_weights(model, x, k, y)
     bound = torch.logsumexp(log_w, 0) - math.log(k)
     return Loss(-bound.mean(), log_ratio.mean(), -log_px_z.mean())
 
 
 @torch.no_grad()
 def log_likelihood(
-    model: VAE, x: torch.Tensor, k: int = 1000, *, batch_size: int = 64, max_elements: int = 2**19
+    model: VAE,
+    x: torch.Tensor,
+    k: int = 1000,
+    *,
+    y: torch.Tensor | None = None,
+    batch_size: int = 64,
+    max_elements: int = 2**19,
 ) -> torch.Tensor:
-    """Importance-sampled log p(x) per example, (batch,), nats.
+    """Importance-sampled log p(x) per example, (batch,), nats (log p(x|y) given labels y:
+    (batch,) for a model that observes them).
 
     Batched over examples and samples; the K samples are drawn in chunks and combined with a
     running log-sum-exp, so memory stays bounded (about max_elements floats per chunk) for any K.
@@ -92,17 +114,19 @@ def log_likelihood(
     """
     d = math.prod(model.config.event_shape)
     out = []
-    for xb in x.split(batch_size):
+    ys = [None] * math.ceil(len(x) / batch_size) if y is None else y.split(batch_size)
+    for xb, yb in zip(x.split(batch_size), ys, strict=True):
         chunk = max(1, min(k, max_elements // (len(xb) * d)))
-        q = model.posterior(xb)
+        q = model.posterior(xb, yb)
+        y_prior = model.prior_labels(yb)
         total = torch.full((len(xb),), -math.inf, device=x.device)
         done = 0
         while done < k:
             s = min(chunk, k - done)
             z = q.rsample(s)
             log_w = (
-                model.likelihood.log_prob(model.decoder_params(z), xb)
-                + model.prior.log_prob(z)
+                model.likelihood.log_prob(model.decoder_params(z, yb), xb)
+                + model.prior.log_prob(z, y_prior)
                 - q.log_prob(z)
             )
             total = torch.logaddexp(total, torch.logsumexp(log_w, 0))

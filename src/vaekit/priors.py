@@ -3,12 +3,18 @@
 Every density is summed over the latent dimension and returned per example, in nats.
 A prior offers `log_prob(z)`, `sample(n)` and `kl(posterior)`; `kl` returns None where no
 closed form exists, and the objective then falls back to Monte Carlo (log q - log p).
-A new prior (e.g. the clustering VAE's) is one more subclass of `Prior`; nothing else changes.
+A new prior is one more subclass of `Prior`; nothing else changes.
+
+Priors over a class variable y take an optional `y` (observed labels, (batch,) int64) in
+`log_prob`, `sample` and `kl`; priors without one ignore it. `ClassGaussian` serves the
+conditional VAE (y observed, selects N(mu_y, I)) and the clustering VAE (y inferred under
+q(y|x), learnable weights and variances) alike; a semi-supervised model mixes the two per row.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -57,15 +63,17 @@ class Prior(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
 
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """z: (..., latent) -> (...)."""
+    def log_prob(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """z: (..., latent) -> (...); y: (batch,) labels where the prior is class-indexed."""
         raise NotImplementedError
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(n, latent) draws from the prior."""
+    def sample(
+        self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """(n, latent) draws from the prior (from p(z|y) where y is given)."""
         raise NotImplementedError
 
-    def kl(self, q: DiagonalGaussian) -> torch.Tensor | None:
+    def kl(self, q: DiagonalGaussian, y: torch.Tensor | None = None) -> torch.Tensor | None:
         """Closed-form KL(q || p) per example, (batch,), or None to ask for Monte Carlo."""
         return None
 
@@ -78,53 +86,156 @@ class StandardNormal(Prior):
         # Not saved; only tells sample() which device and dtype to draw on.
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)
 
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return -0.5 * (z**2 + LOG_2PI).sum(-1)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         a = self._anchor
         return torch.randn(n, self.latent_dim, generator=generator, device=a.device, dtype=a.dtype)
 
-    def kl(self, q: DiagonalGaussian) -> torch.Tensor:
+    def kl(self, q: DiagonalGaussian, y: torch.Tensor | None = None) -> torch.Tensor:
         # 0.5 * sum(mu^2 + sigma^2 - log sigma^2 - 1); tests check it against torch.distributions.
         return 0.5 * (q.mean**2 + torch.exp(q.logvar) - q.logvar - 1).sum(-1)
 
 
-class MixturePrior(Prior):
-    """A learnable mixture of K diagonal Gaussians (TFP's VAE example prior).
+class ClassGaussian(Prior):
+    """p(y) p(z|y): one diagonal Gaussian per class y in 0..K-1.
 
-    Parameters: component means (K, latent), log-variances (K, latent), mixture logits (K,).
-    No closed-form KL: the objective uses Monte Carlo.
+    Parameters: means (K, latent), log-variances (K, latent), mixture logits (K,); variances
+    and weights are learnable or fixed (buffers), per flag. Fixed: unit variances and uniform
+    weights, i.e. the conditional VAE's class prior p(z|y) = N(mu_y, I).
+
+    Observed y (`y` given): p(z|y) is one component; KL(q(z|x) || p(z|y)) is closed form.
+
+    Inferred y (`y` None, the clustering VAE). With q(z, y|x) = q(z|x) q(y|x),
+        log p(x) >= E_q[log p(x|z)] - E_q(y|x)[KL(q(z|x) || p(z|y))] - KL(q(y|x) || p(y)),
+    since log p(x, z, y) - log q(z, y|x) = log p(x|z) + [log p(z|y) - log q(z|x)]
+    + [log p(y) - log q(y|x)] and the expectation of each bracket is minus a KL. The
+    rate returned by `kl` is the last two terms. For a given q(z|x) the bound is highest at
+        q(y=k|x) = p(k) exp(E_q(z|x)[log p(z|k)]) / sum_j p(j) exp(E_q(z|x)[log p(z|j)]),
+    the responsibilities of the whole posterior under the mixture (with a vanishing posterior
+    variance, those of its mean), which `class_log_posterior` gives in closed form:
+        E_q[log N(z; m_k, s_k^2)] = -1/2 sum_d [log 2 pi s_kd^2 + (v_d + (mu_d - m_kd)^2) / s_kd^2]
+    for q = N(mu, diag v). Then the rate simplifies to
+        E_q[log q(z|x)] - log sum_k p(k) exp(E_q[log p(z|k)]),
+    computed as such (one logsumexp; no sampling noise). The test checks it against a
+    Monte-Carlo estimate of the same bound.
     """
 
-    def __init__(self, latent_dim: int, components: int, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        latent_dim: int,
+        classes: int,
+        *,
+        learn_variance: bool = False,
+        learn_weights: bool = False,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__(latent_dim)
+        self.classes = classes
         # Spread-out initial means, so components do not start identical (they would stay so).
-        self.means = nn.Parameter(torch.randn(components, latent_dim, generator=generator))
-        self.logvars = nn.Parameter(torch.zeros(components, latent_dim))
-        self.logits = nn.Parameter(torch.zeros(components))
+        self.means = nn.Parameter(torch.randn(classes, latent_dim, generator=generator))
+        logvars, logits = torch.zeros(classes, latent_dim), torch.zeros(classes)
+        if learn_variance:
+            self.logvars = nn.Parameter(logvars)
+        else:
+            self.register_buffer("logvars", logvars)
+        if learn_weights:
+            self.logits = nn.Parameter(logits)
+        else:
+            self.register_buffer("logits", logits)
+
+    def _logvars(self) -> torch.Tensor:
+        return self.logvars.clamp(LOGVAR_MIN, LOGVAR_MAX)
+
+    def log_weights(self) -> torch.Tensor:
+        """log p(y): (K,)."""
+        return torch.log_softmax(self.logits, -1)
 
     def component_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log N(z; mu_k, sigma_k) for every component k: z (..., latent) -> (..., K)."""
-        logvars = self.logvars.clamp(LOGVAR_MIN, LOGVAR_MAX)
+        logvars = self._logvars()
         d = z.unsqueeze(-2) - self.means
         return -0.5 * (d**2 * torch.exp(-logvars) + logvars + LOG_2PI).sum(-1)
 
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        log_w = torch.log_softmax(self.logits, -1)
-        return torch.logsumexp(self.component_log_prob(z) + log_w, dim=-1)
+    def log_prob(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(z|y) for observed y (z: (S, batch, latent) or (batch, latent), y: (batch,)),
+        else log sum_k p(k) p(z|k)."""
+        comp = self.component_log_prob(z)
+        if y is not None:
+            index = y.expand(comp.shape[:-1]).unsqueeze(-1)
+            return comp.gather(-1, index).squeeze(-1)
+        return torch.logsumexp(comp + self.log_weights(), dim=-1)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        with torch.no_grad():
-            k = torch.multinomial(
-                torch.softmax(self.logits, -1), n, replacement=True, generator=generator
-            )
-            std = torch.exp(0.5 * self.logvars.clamp(LOGVAR_MIN, LOGVAR_MAX))
-            eps = torch.randn(n, self.latent_dim, generator=generator, device=self.means.device)
-            return self.means[k] + std[k] * eps
+    @torch.no_grad()
+    def sample(
+        self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """(n, latent) draws from p(z|y) for the given y ((n,) labels), else from p(z)."""
+        if y is None:
+            y = torch.multinomial(
+                torch.softmax(self.logits, -1).cpu(), n, replacement=True, generator=generator
+            ).to(self.means.device)
+        std = torch.exp(0.5 * self._logvars())
+        eps = torch.randn(n, self.latent_dim, generator=generator).to(self.means)
+        return self.means[y] + std[y] * eps
+
+    def expected_log_prob(self, q: DiagonalGaussian) -> torch.Tensor:
+        """E_q(z|x)[log p(z|k)] for every k: (batch, K), closed form."""
+        logvars = self._logvars()
+        d2 = (q.mean.unsqueeze(-2) - self.means) ** 2 + torch.exp(q.logvar).unsqueeze(-2)
+        return -0.5 * (d2 * torch.exp(-logvars) + logvars + LOG_2PI).sum(-1)
+
+    def class_log_posterior(self, q: DiagonalGaussian) -> torch.Tensor:
+        """log q(y|x): (batch, K), the optimal responsibilities for q(z|x) (class docstring)."""
+        return torch.log_softmax(self.expected_log_prob(q) + self.log_weights(), dim=-1)
+
+    def kl(self, q: DiagonalGaussian, y: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch,): KL(q(z|x) || p(z|y)) for observed y; for inferred y the rate
+        E_q(y|x)[KL(q(z|x) || p(z|y))] + KL(q(y|x) || p(y)) (class docstring)."""
+        neg_entropy = -0.5 * (q.logvar + 1 + LOG_2PI).sum(-1)  # E_q[log q(z|x)]
+        expected = self.expected_log_prob(q)
+        if y is not None:
+            return neg_entropy - expected.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        return neg_entropy - torch.logsumexp(expected + self.log_weights(), dim=-1)
+
+    @torch.no_grad()
+    def set_mixture(self, means: Any, variances: Any, weights: Any | None = None) -> None:
+        """Set the components (e.g. from a fitted diagonal GaussianMixture): means and
+        variances (K, latent), weights (K,) summing to 1. Fixed variances/weights stay fixed
+        unless given."""
+        self.means.copy_(torch.as_tensor(means, dtype=self.means.dtype))
+        self.logvars.copy_(torch.log(torch.as_tensor(variances, dtype=self.means.dtype)))
+        if weights is not None:
+            self.logits.copy_(torch.log(torch.as_tensor(weights, dtype=self.means.dtype)))
 
 
-def build_prior(name: str, latent_dim: int, components: int) -> Prior:
+class MixturePrior(ClassGaussian):
+    """A learnable mixture of K diagonal Gaussians (TFP's VAE example prior), y never observed.
+
+    The same parameters as the clustering prior, but its KL is left to Monte Carlo on
+    log q(z|x) - log p(z): an unbiased estimate of KL(q(z|x) || p(z)) itself, a tighter
+    bound than the class-variable rate, which adds E_q KL(q(y|x) || p(y|z)).
+    """
+
+    def __init__(self, latent_dim: int, components: int, generator: torch.Generator | None = None):
+        super().__init__(
+            latent_dim, components, learn_variance=True, learn_weights=True, generator=generator
+        )
+
+    def kl(self, q: DiagonalGaussian, y: torch.Tensor | None = None) -> None:
+        return None
+
+
+def build_prior(name: str, latent_dim: int, components: int, classes: int = 0) -> Prior:
+    """normal: N(0, I); mixture: learnable mixture (Monte-Carlo KL); class: N(mu_y, I) for
+    observed y; cluster: p(y) N(mu_y, diag sigma_y^2), all learnable, y inferred."""
     if name == "mixture":
         return MixturePrior(latent_dim, components)
+    if name == "class":
+        return ClassGaussian(latent_dim, classes)
+    if name == "cluster":
+        return ClassGaussian(latent_dim, classes, learn_variance=True, learn_weights=True)
     return StandardNormal(latent_dim)

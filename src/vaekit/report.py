@@ -30,6 +30,10 @@ CAPTIONS: dict[str, str] = {
     "components when the latent space has more than two dimensions).",
     "manifold": "The learned 2-D manifold: decoder means at Gaussian quantiles of the latent "
     "space (z1 left to right, z2 bottom to top).",
+    "classes": "Conditional samples: one row per class y, decoded from prior draws "
+    "(mean of p(x|z,y)).",
+    "style": "Style transfer: each held-out input (first column) encoded with its own label, "
+    "and its z decoded with every label in turn: same style, another class.",
     "curves": "Training curves: total loss (−ELBO), rate (KL) and distortion, in nats per "
     "example, for the training and validation splits.",
 }

@@ -22,12 +22,19 @@ from typing import Any
 
 import torch
 
-from vaekit.config import ConfigError, RunConfig, load_run_config, save_json, to_dict
-from vaekit.data import Preprocessor, Splits, load_like_run, prepare
-from vaekit.evaluate import evaluate
+from vaekit.config import (
+    ConfigError,
+    ModelConfig,
+    RunConfig,
+    load_run_config,
+    save_json,
+    to_dict,
+)
+from vaekit.data import DataError, Preprocessor, Splits, load_like_run, prepare
+from vaekit.evaluate import conditional_accuracy, evaluate
 from vaekit.io import CheckpointError, atomic_write_text
 from vaekit.models import VAE
-from vaekit.train import CHECKPOINT, METRICS, MODEL, TENSORBOARD, check_data, fit
+from vaekit.train import CHECKPOINT, METRICS, MODEL, TENSORBOARD, check_data, check_labels, fit
 
 CONFIG = "config.json"
 PREPROCESSING = "preprocessing.json"
@@ -142,9 +149,12 @@ def train_run(
         config = saved
     splits = prepare(config.data)
     config.model = dataclasses.replace(config.model, event_shape=splits.event_shape)
+    if config.model.conditional and not resume:
+        config.model = with_classes(config.model, splits)
     torch.manual_seed(config.train.seed)
     model = VAE.from_config(config.model)
     check_data(model, splits.train.x, "training")
+    labels = run_labels(model, splits)
     created = not out.exists()
     prepare_out_dir(out, resume=resume, force=force)
     if not resume:
@@ -159,6 +169,8 @@ def train_run(
             splits.train.x,
             splits.val.x if len(splits.val.x) else None,
             config.train,
+            y_train=labels.train,
+            y_val=labels.val,
             run_dir=out,
             resume=resume,
             progress=progress,
@@ -177,6 +189,49 @@ def train_run(
     return run, figures
 
 
+def with_classes(model: ModelConfig, splits: Splits) -> ModelConfig:
+    """A conditional model's num_classes and class names, taken from the data's labels.
+
+    Labels are class indices 0..K-1 (folder names and string labels are encoded so by the
+    loader, which keeps the names); K is the largest label + 1 over all splits.
+    """
+    ys = [s.y for s in (splits.train, splits.val, splits.test) if s.y is not None and len(s.y)]
+    if splits.train.y is None or not ys:
+        raise DataError(
+            f"{splits.name} has no labels, which a conditional model needs; give labelled data "
+            "(digits, an IDX folder with its labels file, a .npz with y, a CSV with "
+            "--label-column, or an image folder with class sub-folders), or drop --conditional"
+        )
+    lowest = min(int(y.min()) for y in ys)
+    if lowest < 0:
+        raise DataError(f"{splits.name} has label {lowest}; labels must be class indices >= 0")
+    classes = max(int(y.max()) for y in ys) + 1
+    if classes < 2:
+        raise DataError(f"{splits.name} has only one class; a conditional model needs two or more")
+    names = tuple(splits.classes) if splits.classes and len(splits.classes) == classes else ()
+    return dataclasses.replace(model, num_classes=classes, class_names=names)
+
+
+@dataclass
+class Labels:
+    """Each split's labels for a model that observes them (all None for one that does not)."""
+
+    train: torch.Tensor | None = None
+    val: torch.Tensor | None = None
+    test: torch.Tensor | None = None
+
+
+def run_labels(model: VAE, splits: Splits) -> Labels:
+    if not model.observes_labels:
+        return Labels()
+    return Labels(
+        *(
+            check_labels(model, part.y, len(part.x), name) if len(part.x) else None
+            for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))
+        )
+    )
+
+
 def _remove_unstarted(out: Path, created: bool) -> None:
     """Undo a run that failed before its first checkpoint (non-finite loss, Ctrl-C)."""
     for name in (CONFIG, PREPROCESSING, MODEL, METRICS):
@@ -187,12 +242,20 @@ def _remove_unstarted(out: Path, created: bool) -> None:
 
 
 def evaluate_split(run: Run, splits: Splits) -> dict[str, float]:
-    """Test-split figures written to evaluation.json (the train split if there is no test)."""
+    """Test-split figures written to evaluation.json (the train split if there is no test).
+
+    A conditional model's figures are of log p(x|y), with its conditional accuracy beside them.
+    """
     name, part = ("test", splits.test) if len(splits.test.x) else ("train", splits.train)
+    y = part.y if run.model.observes_labels else None
     figures: dict[str, Any] = {
         "split": name,
-        **evaluate(run.model, part.x, k=run.config.train.eval_k),
+        **evaluate(run.model, part.x, y, k=run.config.train.eval_k),
     }
+    if run.model.observes_labels and isinstance(splits.train.x, torch.Tensor):
+        figures.update(
+            conditional_accuracy(run.model, splits.train.x, splits.train.y, part.x, part.y)
+        )
     atomic_write_text(run.path / EVALUATION, json.dumps(figures, indent=2) + "\n")
     return figures
 

@@ -125,6 +125,8 @@ def fit(
     x_val: Rows | None,
     cfg: TrainConfig,
     *,
+    y_train: Any = None,
+    y_val: Any = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -133,18 +135,22 @@ def fit(
 ) -> list[dict[str, float]]:
     """Train `model` in place; return one metrics dict per epoch.
 
-    x_train, x_val: (n, *event_shape) float tensors (or row sources). The model ends with the
-    weights of its best validation epoch (the last epoch when there is no validation data).
+    x_train, x_val: (n, *event_shape) float tensors (or row sources). y_train, y_val: (n,)
+    class labels, required by a model that observes them (a conditional VAE) and refused by
+    one that does not; a batch's labels are taken with the same indices as its x. The model
+    ends with the weights of its best validation epoch (the last epoch without validation data).
     resume: continue from run_dir/checkpoint.safetensors (same weights as an uninterrupted run).
     dynamic_binarize: draw x ~ Bernoulli(x) afresh every epoch (validation is drawn once).
     """
     if len(x_train) == 0:
         raise ValueError("the training split is empty; give more data or a smaller test fraction")
     check_data(model, x_train, "training")
+    y_train = check_labels(model, y_train, len(x_train), "training")
     if x_val is not None and len(x_val) == 0:
         x_val = None
     if x_val is not None:
         check_data(model, x_val, "validation")
+        y_val = check_labels(model, y_val, len(x_val), "validation")
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -191,6 +197,7 @@ def fit(
                 beta = cfg.beta * min(1.0, (step + 1) / warmup_steps) if warmup_steps else cfg.beta
                 loss = model.loss(
                     source[idx],
+                    y=None if y_train is None else y_train[idx],
                     samples=cfg.samples,
                     beta=beta,
                     analytic_kl=cfg.analytic_kl,
@@ -211,7 +218,7 @@ def fit(
                     bar.close()
                 model.load_state_dict(best_weights if best_weights is not None else initial)
                 raise TrainingError(_nonfinite_message(run_dir, epoch, train[0]))
-            val = evaluate_loss(model, x_val, cfg.batch_size) if x_val is not None else None
+            val = evaluate_loss(model, x_val, cfg.batch_size, y_val) if x_val is not None else None
             row = {
                 "epoch": epoch,
                 "train_loss": train[0],
@@ -263,14 +270,17 @@ def fit(
 
 
 @torch.no_grad()
-def evaluate_loss(model: VAE, x: Rows, batch_size: int = 512) -> list[float]:
-    """[-ELBO, rate, distortion] (beta = 1, analytic KL where possible), mean over x, nats."""
+def evaluate_loss(
+    model: VAE, x: Rows, batch_size: int = 512, y: torch.Tensor | None = None
+) -> list[float]:
+    """[-ELBO, rate, distortion] (beta = 1, analytic KL where possible), mean over x, nats.
+    y: (n,) labels for a model that observes them."""
     was_training = model.training
     model.eval()
     sums = torch.zeros(3)
     n = len(x)
     for idx in torch.arange(n).split(max(batch_size, 512)):
-        sums += torch.stack(model.loss(x[idx])) * len(idx)
+        sums += torch.stack(model.loss(x[idx], y=None if y is None else y[idx])) * len(idx)
     model.train(was_training)
     return (sums / n).tolist()
 
@@ -284,6 +294,14 @@ def check_data(model: VAE, x: Rows, name: str) -> None:
             model.likelihood.check_support(x)
     except ValueError as e:
         raise ValueError(f"{name} data: {e}") from None
+
+
+def check_labels(model: VAE, y: Any, n: int, name: str) -> torch.Tensor | None:
+    """A split's labels as (n,) int64 (None for a model without observed labels), checked once."""
+    try:
+        return model.check_labels(y, n)
+    except ValueError as e:
+        raise ValueError(f"{name} labels: {e}") from None
 
 
 def _postfix(t: torch.Tensor, val: list[float] | None = None) -> str:

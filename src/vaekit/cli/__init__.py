@@ -32,12 +32,16 @@ EXAMPLES = {
   vaekit train --data ../shared/data/mnist --out runs/mnist --arch conv --epochs 20
   vaekit train --data frey_rawface.mat --image-shape 28,20 --likelihood gaussian-learned \\
       --standardize --out runs/frey
-  vaekit train --out runs/digits --resume --epochs 60      # continue a run""",
+  vaekit train --out runs/digits --resume --epochs 60      # continue a run
+  vaekit train --data digits --out runs/cvae --conditional --conditional-prior class""",
     "evaluate": """examples:
   vaekit evaluate runs/digits                 # the run's own held-out test split
   vaekit evaluate runs/digits --k 5000 --json
   vaekit evaluate runs/mnist --data ../shared/data/mnist""",
-    "sample": "example:\n  vaekit sample runs/digits -n 64 --out samples.png",
+    "sample": """examples:
+  vaekit sample runs/digits -n 64 --out samples.png
+  vaekit sample runs/cvae --label 7 -n 16 --out sevens.png     # a conditional run: the class
+  vaekit sample runs/faces --label smiling -n 16 --out s.npz   # a class name of the run""",
     "reconstruct": "example:\n  vaekit reconstruct runs/digits --data digits --out recon.png",
     "encode": "example:\n  vaekit encode runs/digits --data digits --out codes.npz",
     "plot": "example:\n  vaekit plot runs/digits     # pictures + report.html in the run directory",
@@ -94,6 +98,17 @@ def build_parser() -> Parser:
     )
     g.add_argument("--prior", choices=["normal", "mixture"], help="p(z) [normal]")
     g.add_argument("--components", type=int, help="mixture prior components [10]")
+    g.add_argument(
+        "--conditional",
+        action="store_true",
+        default=None,
+        help="a conditional VAE, q(z|x,y) and p(x|z,y), on the source's labels",
+    )
+    g.add_argument(
+        "--conditional-prior",
+        choices=["normal", "class"],
+        help="p(z) of a conditional VAE: normal N(0, I), or class N(mu_y, I) [normal]",
+    )
     g = t.add_argument_group("data")
     g.add_argument(
         "--binarize", choices=["none", "static", "dynamic"], help="binarize [0,1] data [none]"
@@ -163,6 +178,11 @@ def build_parser() -> Parser:
         "--out", type=Path, required=True, help="FILE.png (a grid) or FILE.npz (array x)"
     )
     s.add_argument("--seed", type=int, default=0, help="[0]")
+    s.add_argument(
+        "--label",
+        help="the class to generate (an index, or a class name where the run has names); "
+        "a conditional run without --label generates every class in turn",
+    )
     s.add_argument("--force", action="store_true", help="overwrite --out")
 
     r = sub.add_parser(
@@ -239,6 +259,8 @@ TRAIN_FLAGS = {  # flag -> (config section, field)
     "learned_sigma": ("model", "learned_sigma"),
     "prior": ("model", "prior"),
     "components": ("model", "mixture_components"),
+    "conditional": ("model", "conditional"),
+    "conditional_prior": ("model", "prior"),
     "epochs": ("train", "epochs"),
     "batch_size": ("train", "batch_size"),
     "lr": ("train", "lr"),
@@ -292,13 +314,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from vaekit.evaluate import evaluate
+    from vaekit.evaluate import conditional_accuracy, evaluate
     from vaekit.runs import Run
 
     run = Run.load(args.run)
-    x, _ = run.data(args.data, args.split)
-    figures = evaluate(run.model, x, k=args.k, seed=args.seed, precision=args.precision)
+    x, y = run.data(args.data, args.split)
+    y = labels_for(run, y)
+    figures = evaluate(run.model, x, y, k=args.k, seed=args.seed, precision=args.precision)
     figures = {"split": args.data or args.split, **figures}
+    if y is not None:
+        train = run.data(None, "train")
+        figures.update(conditional_accuracy(run.model, *train, x, y, seed=args.seed))
     print(json.dumps(figures) if args.json else _figures_text(figures))
     return 0
 
@@ -311,13 +337,67 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     check_out(args.out, (".png", ".npz"), args.force)
     run = Run.load(args.run)
-    x = run.to_display(run.model.sample(args.n, generator=torch.Generator().manual_seed(args.seed)))
+    y = sample_labels(run, args.label, args.n)
+    x = run.model.sample(args.n, y=y, generator=torch.Generator().manual_seed(args.seed))
+    x = run.to_display(x)
     if args.out.suffix == ".npz":
-        write_atomic(args.out, lambda f: np.savez(f, x=x.numpy()))
+        arrays = {"x": x.numpy()} if y is None else {"x": x.numpy(), "y": y.numpy()}
+        write_atomic(args.out, lambda f: np.savez(f, **arrays))
     else:
-        write_images(run, x, args.out, lambda imgs, path: plots().image_grid(imgs, path))
+        per_row = None if y is None or args.label is not None else run.config.model.num_classes
+        write_images(
+            run, x, args.out, lambda imgs, path: plots().image_grid(imgs, path, nrow=per_row)
+        )
     print(f"wrote {args.out}")
     return 0
+
+
+def sample_labels(run: Any, label: str | None, n: int) -> Any:
+    """The labels to sample with: --label (an index or a class name) n times; every class in
+    turn for a conditional run without --label; None for a run that is not conditional."""
+    import torch
+
+    cfg = run.config.model
+    if not cfg.conditional:
+        if label is not None:
+            raise UserError(
+                f"{run.path} is not a conditional model, so --label has no meaning; train one "
+                "with 'vaekit train --conditional' or drop --label"
+            )
+        return None
+    if label is None:
+        return torch.arange(n) % cfg.num_classes
+    return torch.full((n,), class_index(label, cfg.num_classes, cfg.class_names))
+
+
+def class_index(label: str, classes: int, names: tuple[str, ...]) -> int:
+    """A --label value as a class index: a class name of the run, or an integer 0..K-1."""
+    if label in names:
+        return names.index(label)
+    try:
+        index = int(label)
+    except ValueError:
+        known = f"; its classes are {', '.join(names)}" if names else ""
+        raise UserError(f"--label {label!r} is not a class of this run{known}") from None
+    if not 0 <= index < classes:
+        named = f" ({', '.join(names)})" if names else ""
+        raise UserError(
+            f"--label {index} is out of range: this run has classes 0..{classes - 1}{named}"
+        )
+    return index
+
+
+def labels_for(run: Any, y: Any) -> Any:
+    """The data's labels where the run's model is conditional (an error if the data have
+    none), None where it is not."""
+    if not run.config.model.conditional:
+        return None
+    if y is None:
+        raise UserError(
+            "this run's model is conditional and the data have no labels; give labelled data "
+            "(as for training: IDX labels, .npz y, the CSV's label column, class sub-folders)"
+        )
+    return y
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -325,9 +405,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     check_out(args.out, (".png",), args.force)
     run = Run.load(args.run)
-    x, _ = run.data(args.data)
-    x = x[: args.n]
-    pair = run.to_display(x), run.to_display(run.model.reconstruct(x))
+    x, y = run.data(args.data)
+    y = labels_for(run, y)
+    x, y = x[: args.n], None if y is None else y[: args.n]
+    pair = run.to_display(x), run.to_display(run.model.reconstruct(x, y))
     images = [plots().as_images(t.numpy(), run.config.model.event_shape) for t in pair]
     if images[0] is None:
         raise UserError("this run's data are not images; use 'vaekit encode' or the Python API")
@@ -344,7 +425,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     check_out(args.out, (".npz", ".csv"), args.force)
     run = Run.load(args.run)
     x, y = run.data(args.data)
-    mean, logvar = run.model.encode(x)
+    mean, logvar = run.model.encode(x, labels_for(run, y))
     mean_np, logvar_np = mean.numpy(), logvar.numpy()
     if args.out.suffix == ".npz":
         arrays = {"mean": mean_np, "logvar": logvar_np}
@@ -384,18 +465,25 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def _figures_text(f: dict[str, Any]) -> str:
     split = f.get("split", "test")
-    return "\n".join(
-        [
-            f"{split} split, {f['n']} examples, nats per example"
-            + (" (networks in bf16)" if f.get("precision") == "bf16" else "")
-            + ":",
-            f"  ELBO (log-probability, higher is better)   {f['elbo']:10.3f}",
-            f"  rate, KL(q(z|x) || p(z))                   {f['rate']:10.3f}",
-            f"  distortion, -E_q log p(x|z)                {f['distortion']:10.3f}",
-            f"  log p(x), importance sampling, K={f['k']:<9d}{f['log_likelihood']:10.3f}",
-            f"  bits per dimension                         {f['bits_per_dim']:10.4f}",
+    given = "|y" if f.get("conditional") else ""
+    lines = [
+        f"{split} split, {f['n']} examples, nats per example"
+        + (" (networks in bf16)" if f.get("precision") == "bf16" else "")
+        + ":",
+        f"  ELBO (log-probability, higher is better)   {f['elbo']:10.3f}",
+        f"  rate, KL(q(z|x) || p(z))                   {f['rate']:10.3f}",
+        f"  distortion, -E_q log p(x|z)                {f['distortion']:10.3f}",
+        f"  log p(x{given}), importance sampling, K={f['k']:<{9 - len(given)}d}"
+        f"{f['log_likelihood']:10.3f}",
+        f"  bits per dimension                         {f['bits_per_dim']:10.4f}",
+    ]
+    if "conditional_accuracy" in f:
+        lines += [
+            f"  conditional accuracy ({f['samples_per_class']} samples per class) "
+            f"{f['conditional_accuracy']:10.3f}",
+            f"  (its judge's accuracy on real test data      {f['classifier_test_accuracy']:.3f})",
         ]
-    )
+    return "\n".join(lines)
 
 
 def _version() -> str:
