@@ -472,3 +472,31 @@ def test_score_bad_input_is_one_line_error_and_writes_nothing(
     else:
         assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp") == []
+
+
+# --- pictures ---------------------------------------------------------------------------------
+
+
+def test_draw_anomaly_writes_both_pictures_for_tables_and_images(
+    table_run: tuple[Path, Path, np.ndarray], tmp_path: Path, capsys
+) -> None:
+    from PIL import Image
+
+    from vaekit.anomaly_plots import draw_anomaly
+    from vaekit.runs import Run
+
+    run = Run.load(table_run[0])
+    x, _ = run.data(str(table_run[1]))
+    paths = draw_anomaly(run, x, tmp_path / "t", score="elbo", contamination=0.05)
+    assert set(paths) == {"anomalies", "scores"}
+    for p in paths.values():
+        assert Image.open(p).size[0] > 100
+    rc, _, err = cli(capsys, "train", "--data", "digits", "--out", tmp_path / "run", "--hidden",
+                     "16", "--latent-dim", "2", "--epochs", "1", "--quiet", "--no-pictures",
+                     "--k", "2")
+    assert rc == 0, err
+    run = Run.load(tmp_path / "run")
+    x, _ = run.data("digits")
+    paths = draw_anomaly(run, x[:100], tmp_path / "i", threshold=5.0)
+    for p in paths.values():
+        assert Image.open(p).size[0] > 100

@@ -65,6 +65,11 @@ def _batched(
     seed: int,
 ) -> torch.Tensor:
     """Run `per_batch` over x in batches: checked input, eval mode, no_grad, seeded, precision."""
+    if getattr(model.config, "conditional", False):
+        raise ValueError(
+            "anomaly scores need a model that does not observe labels y (this one is "
+            "conditional); train one without --conditional"
+        )
     model.check_input(x)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -192,6 +197,36 @@ def score_samples(
     if score == "recon-prob":
         return reconstruction_probability(model, x, samples=s, **common)
     return reconstruction_error(model, x, **common)
+
+
+def run_threshold(
+    run: Any,
+    score: str,
+    contamination: float = 0.1,
+    *,
+    samples: int | None = None,
+    precision: str = "fp32",
+    seed: int = 0,
+) -> tuple[float, str]:
+    """The (1 - contamination) quantile of `score` on a run's held-out normal data: its
+    validation split, or its training split when it has none. Returns (threshold, the split).
+
+    run: a `vaekit.runs.Run` trained on normal data.
+    """
+    from vaekit.data import prepare
+
+    if not 0 < contamination <= 0.5:
+        raise ValueError(f"contamination must be in (0, 0.5], got {contamination:g}")
+    splits = prepare(run.config.data)
+    for name in ("val", "train"):
+        x = getattr(splits, name).x
+        if len(x):
+            if not isinstance(x, torch.Tensor):  # a memory-mapped split: read it whole
+                x = x[torch.arange(len(x))]
+            s = score_samples(run.model, x, score, samples=samples, precision=precision,
+                              seed=seed)
+            return float(torch.quantile(s.double(), 1.0 - contamination)), name
+    raise ValueError("the run has no training data to set a threshold from; give a threshold")
 
 
 def check_score(score: Any) -> None:

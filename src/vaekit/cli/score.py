@@ -99,9 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threshold is not None:
         threshold, how = args.threshold, "--threshold"
     else:
-        normal, split = held_out_normal(run)
-        ref = anomaly.score_samples(run.model, normal, args.score, **opts).double().numpy()
-        threshold = float(np.quantile(ref, 1.0 - contamination))
+        threshold, split = anomaly.run_threshold(run, args.score, contamination, **opts)
         how = f"the run's {split} split at contamination {contamination:g}"
     flagged = scores > threshold
 
@@ -132,20 +130,6 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(path, lambda f: f.write_text(explain.getvalue()))
         print(f"wrote {path}: per-feature contributions of the {len(top)} highest scores")
     return 0
-
-
-def held_out_normal(run: Any) -> tuple[Any, str]:
-    """The run's validation split (held-out normal data), or its training split."""
-    import torch
-
-    from vaekit.data import prepare
-
-    splits = prepare(run.config.data)
-    for name in ("val", "train"):
-        x = getattr(splits, name).x
-        if len(x):  # a memory-mapped split is read whole here
-            return (x if isinstance(x, torch.Tensor) else x[torch.arange(len(x))]), name
-    raise UserError("the run has no training data to set a threshold from; pass --threshold")
 
 
 def feature_names(source: str, run: Any, d: int) -> list[str]:
