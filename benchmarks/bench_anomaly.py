@@ -175,13 +175,12 @@ def matched_pyod(x_dim: int, image: bool) -> dict[str, Any]:
     from vaekit.anomaly import VAEDetector
 
     d = VAEDetector()
-    hidden = [512, 256] if image else [64, 32]
-    latent = 16 if image else min(8, x_dim // 2 + 1)
+    auto = d.settings("image" if image else "tabular", x_dim)
     return {
-        "encoder_neuron_list": hidden,
-        "decoder_neuron_list": hidden[::-1],
-        "latent_dim": latent,
-        "epoch_num": d.epochs,
+        "encoder_neuron_list": list(auto["hidden"]),
+        "decoder_neuron_list": list(auto["hidden"])[::-1],
+        "latent_dim": auto["latent_dim"],
+        "epoch_num": auto["epochs"],
         "batch_size": d.batch_size,
         "lr": d.lr,
     }
@@ -207,6 +206,8 @@ def run_arms(
             out[arm] = arm_sklearn(arm, x_train, x_test, seed)
         elif arm == "pyod":
             out[arm] = arm_pyod(x_train, x_test, seed, None)
+        elif arm == "pyod-tuned":  # the issue's tuned PyOD VAE: latent 16, 50 epochs
+            out[arm] = arm_pyod(x_train, x_test, seed, {"latent_dim": 16, "epoch_num": 50})
         elif arm == "pyod-matched":
             m = matched_pyod(x_train.shape[1], shape is not None)
             if epochs is not None:
@@ -215,10 +216,24 @@ def run_arms(
     return out
 
 
+def warm_up(arms: list[str], x: np.ndarray, shape: tuple | None) -> None:
+    """One tiny fit per arm first, so no arm's timing includes one-time costs (imports,
+    first-call initialisation: about 10 s for torch's optimizer machinery here)."""
+    few = x[:64]
+    for arm in arms:
+        if arm == "vaekit":
+            arm_vaekit(few, few, shape, 0, 1)
+        elif arm.startswith("pyod"):
+            arm_pyod(few, few, 0, {"epoch_num": 1, "batch_size": 32})
+        else:
+            arm_sklearn(arm, few, few, 0)
+
+
 def one_class(name: str, arms: list[str], classes: list[int], epochs: int | None) -> dict:
     from sklearn.metrics import roc_auc_score
 
     xtr, ytr, xte, yte, shape = image_splits(name)
+    warm_up(arms, xtr, shape)
     rows = []
     for c in classes:
         normal = xtr[ytr == c]
@@ -242,6 +257,7 @@ def breast_cancer(arms: list[str], rounds: int, epochs: int | None) -> dict:
 
     d = load_breast_cancer()
     x, is_out = d.data.astype(np.float32), (d.target == 0).astype(int)  # 0 = malignant
+    warm_up(arms, x, None)
     rows = []
     for seed in range(rounds):
         perm = np.random.default_rng(seed).permutation(len(x))
@@ -293,6 +309,7 @@ LABELS = {
     "ocsvm": "One-Class SVM (nu=0.1)",
     "pca": "PCA reconstruction error (90% variance)",
     "pyod": "PyOD VAE, defaults",
+    "pyod-tuned": "PyOD VAE, latent 16, 50 epochs",
     "pyod-matched": "PyOD VAE, vaekit's network/epochs/batch",
 }
 
@@ -349,7 +366,11 @@ def write_report(result: dict, meta: dict, path_stem: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="all", choices=["mnist", "digits", "breast-cancer", "all"])
-    p.add_argument("--arms", default="vaekit,iforest,ocsvm,pca,pyod,pyod-matched")
+    p.add_argument(
+        "--arms",
+        default="vaekit,iforest,ocsvm,pca,pyod,pyod-tuned,pyod-matched",
+        help="comma-separated: vaekit, iforest, ocsvm, pca, pyod, pyod-tuned, pyod-matched",
+    )
     p.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
     p.add_argument("--rounds", type=int, default=5, help="breast cancer: seeded splits [5]")
     p.add_argument("--epochs", type=int, help="override VAEDetector's default epochs (studies)")
@@ -374,9 +395,10 @@ def main() -> int:
         "threads": args.threads,
         "cpu": platform.processor() or platform.machine(),
         "vaekit_default_score": d.score,
-        "vaekit_defaults": f"epochs={args.epochs or d.epochs}, batch {d.batch_size}, lr {d.lr}; "
-        "images: MLP 512-256, latent 16, Bernoulli; tables: MLP 64-32, latent min(8, D//2+1), "
-        "standardised, Gaussian with learned sigma",
+        "vaekit_defaults": f"batch {d.batch_size}, lr {d.lr}; images: "
+        f"{d.settings('image', 784)}, Bernoulli; tables: {d.settings('tabular', 30)}, "
+        "standardised, Gaussian with learned sigma"
+        + (f"; epochs overridden: {args.epochs}" if args.epochs else ""),
     }
     names = ["mnist", "digits", "breast-cancer"] if args.data == "all" else [args.data]
     args.out.mkdir(parents=True, exist_ok=True)

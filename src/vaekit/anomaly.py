@@ -312,7 +312,11 @@ class VAEDetector(OutlierMixin, BaseEstimator):
     latent_dim, hidden, arch, conv_channels: the VAE (None = chosen from the data: latent 16
         and hidden (512, 256) for images, latent min(8, D // 2 + 1) and hidden (64, 32) for
         tables). likelihood, standardize: None = chosen from the data as above.
-    epochs, batch_size, lr: training with `vaekit.train.fit` (Adam).
+    epochs, beta: training length and the weight of the KL term (None = chosen from the data:
+        150 epochs at beta 0.5 for images, 30 epochs at beta 1 for tables; see
+        benchmarks/results/anomaly_*.md: ~800 images per class keep improving for hundreds
+        of epochs, a few hundred table rows overfit a learned sigma after a few dozen).
+    batch_size, lr: training with `vaekit.train.fit` (Adam).
     precision: "fp32" or "bf16" (networks in bfloat16, in training and scoring).
     random_state: seed of initialisation, training and the scores' posterior draws.
     """
@@ -330,7 +334,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         conv_channels: tuple[int, ...] = (32, 64),
         likelihood: str | None = None,
         standardize: bool | None = None,
-        epochs: int = 100,
+        epochs: int | None = None,
+        beta: float | None = None,
         batch_size: int = 128,
         lr: float = 1e-3,
         precision: str = "fp32",
@@ -349,6 +354,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         self.likelihood = likelihood
         self.standardize = standardize
         self.epochs = epochs
+        self.beta = beta
         self.batch_size = batch_size
         self.lr = lr
         self.precision = precision
@@ -379,21 +385,20 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             standardize = likelihood != "bernoulli"
         pre = Preprocessor.fit(x, DataConfig(standardize=bool(standardize)), kind)
         xt = torch.from_numpy(pre.transform(x))
-        d = math.prod(event_shape)
-        image = kind == "image"
+        auto = self.settings(kind, math.prod(event_shape))
         config = ModelConfig(
             event_shape=event_shape,
-            latent_dim=self.latent_dim or (16 if image else min(8, d // 2 + 1)),
+            latent_dim=auto["latent_dim"],
             arch=self.arch,
-            hidden=tuple(self.hidden) if self.hidden is not None else
-            ((512, 256) if image else (64, 32)),
+            hidden=auto["hidden"],
             conv_channels=tuple(self.conv_channels),
             likelihood=likelihood,
         )
         torch.manual_seed(self.random_state)
         model = VAE.from_config(config)
         train_cfg = TrainConfig(
-            epochs=self.epochs,
+            epochs=auto["epochs"],
+            beta=auto["beta"],
             batch_size=self.batch_size,
             lr=self.lr,
             seed=self.random_state,
@@ -402,13 +407,25 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         self.history_ = fit(model, xt, None, train_cfg, progress=bool(self.verbose))
         self.model_, self.preprocessor_, self.kind_ = model, pre, kind
         self.event_shape_ = event_shape
-        self.n_features_in_ = d
+        self.n_features_in_ = math.prod(event_shape)
         self.decision_scores_ = self._score_model_space(xt)
         if self.threshold is None and X_calibration is not None:
             self.calibrate(X_calibration)
         else:
             self._set_threshold(self.decision_scores_)
         return self
+
+    def settings(self, kind: str, d: int) -> dict[str, Any]:
+        """latent_dim, hidden, epochs and beta for data of `kind` ("image" or "tabular") with
+        d features: the parameters as given, or (None) the defaults chosen from the data."""
+        image = kind == "image"
+        return {
+            "latent_dim": self.latent_dim or (16 if image else min(8, d // 2 + 1)),
+            "hidden": tuple(self.hidden) if self.hidden is not None
+            else ((512, 256) if image else (64, 32)),
+            "epochs": self.epochs or (150 if image else 30),
+            "beta": (0.5 if image else 1.0) if self.beta is None else float(self.beta),
+        }
 
     def calibrate(self, X_normal: Any, contamination: float | None = None) -> VAEDetector:
         """Set threshold_ to the (1 - contamination) quantile of the scores of held-out normal
