@@ -1,0 +1,216 @@
+"""Conditional VAE: does it generate the class asked for, how well does it model the data, and
+what does conditioning cost? Side by side in one run:
+
+  vae          the unconditional VAE (prior N(0, I))
+  cvae         q(z|x,y), p(x|z,y), prior N(0, I)
+  cvae-class   q(z|x,y), p(x|z,y), class prior p(z|y) = N(mu_y, I)
+
+Every arm: MLP D-512-256 (latent 16 by default), Bernoulli, Adam 1e-3, batch 128, dynamic
+binarization of the training images (a fresh draw every epoch), the same seeded split (MNIST:
+7,000 train / 1,000 validation / 2,000 test of the 10,000 test-set images; early stopping on
+the validation -ELBO keeps each arm's best epoch).
+
+Figures per arm (results/cvae_<data>.md and .json):
+  -log p(x) or -log p(x|y)  importance sampling with K samples (1000), on one fixed binarized
+                            draw of the test split, nats per example
+  conditional accuracy      the fraction of 100 samples per class (decoder means at prior
+                            draws) that an MLPClassifier, trained on the real training split
+                            only, assigns to the requested class; its accuracy on the real
+                            test split beside it
+  samples/s                 training speed, from a separate timing phase: the arms alternate
+                            (A B A B ...) for --speed-rounds rounds of --speed-epochs epochs
+                            each, and the ratio is the median of per-round ratios
+
+  .venv/bin/python benchmarks/bench_cvae.py --data mnist              # about 30 min here
+  .venv/bin/python benchmarks/bench_cvae.py --data digits --epochs 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from vaekit.config import DataConfig, ModelConfig, TrainConfig
+from vaekit.data import prepare
+from vaekit.evaluate import conditional_accuracy
+from vaekit.models import VAE
+from vaekit.train import fit
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
+ARMS = {
+    "vae": {},
+    "cvae": {"conditional": True},
+    "cvae-class": {"conditional": True, "prior": "class"},
+}
+
+
+def build(arm: str, splits, latent: int, seed: int) -> VAE:
+    torch.manual_seed(seed)
+    classes = int(splits.train.y.max()) + 1
+    extra = dict(ARMS[arm])
+    if extra:
+        extra["num_classes"] = classes
+    cfg = ModelConfig(event_shape=splits.event_shape, latent_dim=latent, hidden=(512, 256), **extra)
+    return VAE.from_config(cfg)
+
+
+def train(
+    model: VAE, splits, epochs: int, seed: int, patience: int | None = None
+) -> tuple[float, int]:
+    """Train; return samples/s over the whole run (fit's own per-epoch seconds) and the epochs
+    run. With a validation split and patience, early stopping keeps the best epoch's weights."""
+    labelled = model.observes_labels
+    val = splits.val.x if len(splits.val.x) else None
+    history = fit(
+        model, splits.train.x, val,
+        TrainConfig(epochs=epochs, batch_size=128, seed=seed, patience=patience),
+        y_train=splits.train.y if labelled else None,
+        y_val=splits.val.y if labelled and val is not None else None,
+        progress=False, dynamic_binarize=True,
+    )
+    speed = len(splits.train.x) * len(history) / sum(r["seconds"] for r in history)
+    return speed, len(history)
+
+
+def quality(args: argparse.Namespace, splits) -> dict[str, dict[str, float]]:
+    x_test = torch.bernoulli(splits.test.x, generator=torch.Generator().manual_seed(1234))
+    results = {}
+    for arm in args.arms:
+        t0 = time.perf_counter()
+        model = build(arm, splits, args.latent, args.seed)
+        speed, epochs = train(model, splits, args.epochs, args.seed, args.patience)
+        y = splits.test.y if model.observes_labels else None
+        torch.manual_seed(args.seed + 1)
+        ll = model.log_likelihood(x_test, y, k=args.k)
+        row = {
+            "neg_log_likelihood": float(-ll.mean()),
+            "conditional": y is not None,
+            "train_samples_per_s": speed,
+            "epochs_run": epochs,
+            "wall_s": time.perf_counter() - t0,
+        }
+        if model.observes_labels:
+            row.update(
+                conditional_accuracy(
+                    model, splits.train.x, splits.train.y, splits.test.x, splits.test.y,
+                    seed=args.seed,
+                )
+            )
+        results[arm] = row
+        print(arm, json.dumps(row), flush=True)
+    return results
+
+
+def speed(args: argparse.Namespace, splits) -> dict[str, object]:
+    """vae vs cvae, alternated rounds of a few epochs each: samples/s and the ratio."""
+    per_round: dict[str, list[float]] = {"vae": [], "cvae": []}
+    for r in range(args.speed_rounds):
+        for arm in ("vae", "cvae"):
+            model = build(arm, splits, args.latent, r)
+            per_round[arm].append(train(model, splits, args.speed_epochs, r)[0])
+        print(f"speed round {r}: vae {per_round['vae'][-1]:.0f}/s, "
+              f"cvae {per_round['cvae'][-1]:.0f}/s", flush=True)
+    ratios = [c / u for c, u in zip(per_round["cvae"], per_round["vae"], strict=True)]
+    return {
+        "samples_per_s": {k: statistics.median(v) for k, v in per_round.items()},
+        "cvae_over_vae_median": statistics.median(ratios),
+        "cvae_over_vae_range": [min(ratios), max(ratios)],
+        "rounds": args.speed_rounds,
+        "epochs_per_round": args.speed_epochs,
+    }
+
+
+def write(args: argparse.Namespace, splits, results, timing) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / f"cvae_{args.data}"
+    meta = {
+        "data": args.data,
+        "train": len(splits.train.x),
+        "val": len(splits.val.x),
+        "patience": args.patience,
+        "threads": torch.get_num_threads(),
+        "test": len(splits.test.x),
+        "epochs": args.epochs,
+        "latent": args.latent,
+        "k": args.k,
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    stem.with_suffix(".json").write_text(
+        json.dumps({"meta": meta, "quality": results, "speed": timing}, indent=2) + "\n"
+    )
+    lines = [
+        f"# Conditional VAE on {args.data}",
+        "",
+        f"`python benchmarks/bench_cvae.py {' '.join(sys.argv[1:])}` on {meta['date']}, "
+        f"torch {meta['torch']}, {meta['machine']}. {meta['train']} training / {meta['val']} "
+        f"validation / {meta['test']} test images, MLP D-512-256, latent {args.latent}, up to "
+        f"{args.epochs} epochs (early stopping: patience {args.patience} on the validation "
+        "-ELBO, best epoch kept), batch 128, dynamic binarization; log-likelihoods on one "
+        f"fixed binarized draw of the test split, K={args.k}.",
+        "",
+        "| arm | -log p(x) or -log p(x\\|y), nats | conditional accuracy | judge on real test "
+        "| epochs run |",
+        "|---|---|---|---|---|",
+    ]
+    for arm, r in results.items():
+        what = "-log p(x\\|y)" if r["conditional"] else "-log p(x)"
+        acc = f"{r['conditional_accuracy']:.3f}" if "conditional_accuracy" in r else "—"
+        judge = f"{r['classifier_test_accuracy']:.4f}" if "conditional_accuracy" in r else "—"
+        lines.append(
+            f"| {arm} | {r['neg_log_likelihood']:.2f} ({what}) | {acc} | {judge} "
+            f"| {r['epochs_run']} |"
+        )
+    if timing:
+        lo, hi = timing["cvae_over_vae_range"]
+        lines += [
+            "",
+            f"Cost of conditioning (alternated, {timing['rounds']} rounds of "
+            f"{timing['epochs_per_round']} epochs): CVAE {timing['samples_per_s']['cvae']:.0f} "
+            f"vs VAE {timing['samples_per_s']['vae']:.0f} samples/s, ratio "
+            f"{timing['cvae_over_vae_median']:.3f} (median of per-round ratios; range "
+            f"{lo:.3f}-{hi:.3f}).",
+        ]
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return stem.with_suffix(".md")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", choices=["mnist", "digits"], default="mnist")
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--latent", type=int, default=16)
+    p.add_argument("--k", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--speed-rounds", type=int, default=5)
+    p.add_argument("--speed-epochs", type=int, default=5)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--patience", type=int, default=30)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.data == "mnist" and not MNIST.is_dir():
+        sys.exit(f"no MNIST data at {MNIST} (../shared/data/mnist beside the repo)")
+    source = str(MNIST) if args.data == "mnist" else "digits"
+    splits = prepare(DataConfig(source=source, val_fraction=args.val_fraction,
+                                test_fraction=0.2, binarize="dynamic"))
+    timing = speed(args, splits) if args.speed_rounds else {}
+    results = quality(args, splits)
+    print(f"wrote {write(args, splits, results, timing)}")
+    assert all(math.isfinite(r["neg_log_likelihood"]) for r in results.values())
+
+
+if __name__ == "__main__":
+    main()
