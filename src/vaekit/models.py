@@ -148,8 +148,13 @@ class VAE(nn.Module):
 
     def check_labels(self, y: Any, n: int | None = None) -> torch.Tensor | None:
         """y as (n,) int64 class indices for a model that observes labels, None for one that
-        does not; a one-line ValueError for a missing, unexpected or malformed y."""
+        does not (a clustering model takes y where given: observed clusters); a one-line
+        ValueError for a missing, unexpected or malformed y."""
         if not self.observes_labels:
+            if y is not None and self.config.prior == "cluster":
+                # the clustering prior's y is inferred unless given: observed clusters (e.g.
+                # pseudo-labels, or labelled rows of a semi-supervised model) pick p(z|y)
+                return as_labels(y, self.config.num_classes, n, device=self.prior_device())
             if y is not None:
                 raise ValueError(
                     "this model is not conditional and takes no labels y; drop y (train with "
