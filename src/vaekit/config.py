@@ -55,12 +55,18 @@ class ModelConfig:
     num_classes: int = field(default=0, metadata=ADDED)  # classes of y (clusters for "cluster")
     conditional: bool = field(default=False, metadata=ADDED)  # q(z|x,y), p(x|z,y): one-hot y in
     class_names: tuple[str, ...] = field(default=(), metadata=ADDED)  # shown in pictures/CSVs
+    # False: an encoder-only model (objective infomax): no decoder or likelihood, a critic
+    # T(x, z) instead, MLP critic_hidden layers into a critic_dim-wide score space
+    decoder: bool = field(default=True, metadata=ADDED)
+    critic_hidden: tuple[int, ...] = field(default=(256,), metadata=ADDED)
+    critic_dim: int = field(default=64, metadata=ADDED)
 
     def __post_init__(self) -> None:
         self.event_shape = tuple(int(s) for s in self.event_shape)
         self.hidden = tuple(int(h) for h in self.hidden)
         self.conv_channels = tuple(int(c) for c in self.conv_channels)
         self.class_names = tuple(str(c) for c in self.class_names)
+        self.critic_hidden = tuple(int(h) for h in self.critic_hidden)
         if not self.event_shape or any(s < 1 for s in self.event_shape):
             raise ConfigError(f"event_shape must be non-empty and positive, got {self.event_shape}")
         _check_positive("latent_dim", self.latent_dim)
@@ -92,7 +98,12 @@ class ModelConfig:
             raise ConfigError(
                 f"class_names has {len(self.class_names)} names for {self.num_classes} classes"
             )
-        if any(h < 1 for h in self.hidden) or any(c < 1 for c in self.conv_channels):
+        _check_positive("critic_dim", self.critic_dim)
+        if not self.decoder and self.conditional:
+            raise ConfigError("an encoder-only model (decoder=False) cannot be conditional yet")
+        if any(h < 1 for h in (*self.hidden, *self.critic_hidden)) or any(
+            c < 1 for c in self.conv_channels
+        ):
             raise ConfigError("hidden sizes and conv channels must be positive")
         if self.arch == "conv":
             if len(self.event_shape) != 3:
@@ -150,7 +161,7 @@ class TrainConfig:
     seed: int = 0
     grad_clip: float | None = None  # max global gradient norm; None = no clipping
     patience: int | None = None  # early stopping after this many epochs without improvement
-    objective: str = "elbo"  # elbo | iwae
+    objective: str = "elbo"  # elbo | iwae | infomax (an encoder-only model: prior + MI)
     samples: int = 1  # S samples per input (ELBO) or K importance samples (IWAE)
     beta: float = 1.0  # weight of the rate (KL) term
     warmup_epochs: int = 0  # beta ramps linearly from 0 to `beta` over these epochs
@@ -158,6 +169,8 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (networks in bf16 on fp32 master weights; loss fp32)
     eval_k: int = 1000  # importance samples for the final log-likelihood
     flush_denormal: bool = True  # denormal floats slow CPU training 1.5-2x after a while
+    mi_estimator: str = field(default="jsd", metadata=ADDED)  # infomax: jsd | infonce
+    mi_weight: float = field(default=1.0, metadata=ADDED)  # infomax: weight of the MI term
 
     def __post_init__(self) -> None:
         _check_positive("epochs", self.epochs)
@@ -167,7 +180,9 @@ class TrainConfig:
         _check_positive("beta", self.beta, allow_zero=True)
         _check_positive("warmup_epochs", self.warmup_epochs, allow_zero=True)
         _check_positive("eval_k", self.eval_k)
-        _check_choice("objective", self.objective, ("elbo", "iwae"))
+        _check_choice("objective", self.objective, ("elbo", "iwae", "infomax"))
+        _check_choice("mi_estimator", self.mi_estimator, ("jsd", "infonce"))
+        _check_positive("mi_weight", self.mi_weight)
         _check_choice("precision", self.precision, ("fp32", "bf16"))
         if self.grad_clip is not None:
             _check_positive("grad_clip", self.grad_clip)
@@ -182,6 +197,18 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        check_objective(self.model, self.train)
+
+
+def check_objective(model: ModelConfig, train: TrainConfig) -> None:
+    """The objective fits the model: infomax trains an encoder-only model, and only it does."""
+    if (train.objective == "infomax") == model.decoder:
+        raise ConfigError(
+            "objective infomax trains an encoder-only model (decoder=False) and the ELBO/IWAE "
+            "objectives need a decoder; on the command line --objective infomax sets both"
+        )
 
 
 # --- JSON round trip -------------------------------------------------------------------------

@@ -31,6 +31,9 @@ def evaluate(
     says so. Seeded, and the caller's RNG state is left untouched. precision="bf16" runs the
     networks in bfloat16 (faster on CPUs with AMX; figures move by a few hundredths of a nat).
 
+    An encoder-only (infomax) model has no likelihood: its figures are those of
+    `vaekit.infomax.infomax_figures` (loss, rate, the MI terms, an MI estimate in nats).
+
     Returns n, k, precision and (nats per example unless named otherwise):
       elbo            E_q[log p(x|z)] - KL, analytic KL where the prior allows (a log-probability)
       rate            KL(q(z|x) || p(z))
@@ -41,6 +44,13 @@ def evaluate(
     n = len(x)
     if n == 0:
         raise ValueError("nothing to evaluate: the data hold 0 examples")
+    if not model.has_decoder:  # encoder-only: the infomax loss, its terms and an MI estimate
+        from vaekit.infomax import infomax_figures
+
+        model.eval()
+        with networks_in(model, precision):
+            rows = x if isinstance(x, torch.Tensor) else x[torch.arange(n)]
+            return {"n": n, "precision": precision, **infomax_figures(model, rows, seed=seed)}
     y = model.check_labels(y, n)
     model.eval()
     log_px_z, rate, ll = torch.zeros(()), torch.zeros(()), torch.zeros(())

@@ -18,6 +18,15 @@ LOG_2PI = math.log(2 * math.pi)
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -7.0, 5.0  # keeps a learned sigma from collapsing to 0
 
 
+def check_finite(x: torch.Tensor) -> None:
+    """A one-line ValueError if x holds NaN or infinity."""
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(
+            f"data holds {bad} NaN or infinite value(s); remove or impute them before training"
+        )
+
+
 class Likelihood(nn.Module):
     name = "likelihood"
 
@@ -40,11 +49,7 @@ class Likelihood(nn.Module):
 
     def check_support(self, x: torch.Tensor) -> None:
         """Raise ValueError naming the problem and the fix if x is outside the support."""
-        if not torch.isfinite(x).all():
-            bad = int((~torch.isfinite(x)).sum())
-            raise ValueError(
-                f"data holds {bad} NaN or infinite value(s); remove or impute them before training"
-            )
+        check_finite(x)
 
     def _sum_event(self, t: torch.Tensor) -> torch.Tensor:
         return t.flatten(-self.event_dims).sum(-1)

@@ -21,7 +21,7 @@ from torch import nn
 from vaekit import objectives
 from vaekit.config import ConfigError, ModelConfig, check_buildable, from_dict, to_dict
 from vaekit.io import CheckpointError, load_tensors, save_tensors
-from vaekit.likelihoods import Likelihood, build_likelihood
+from vaekit.likelihoods import Likelihood, build_likelihood, check_finite
 from vaekit.nets import build_networks
 from vaekit.priors import DiagonalGaussian, Prior, build_prior
 
@@ -38,16 +38,18 @@ class VAE(nn.Module):
         self,
         config: ModelConfig,
         encoder: nn.Module,
-        decoder: nn.Module,
+        decoder: nn.Module | None,
         prior: Prior,
-        likelihood: Likelihood,
+        likelihood: Likelihood | None,
+        critic: nn.Module | None = None,
     ):
         super().__init__()
         self.config = config
         self.encoder = encoder
-        self.decoder = decoder
+        self.decoder = decoder  # None: an encoder-only model, trained with its critic
         self.prior = prior
         self.likelihood = likelihood
+        self.critic = critic  # T(x, z) of the infomax objective (vaekit.infomax)
         # Set by the trainer for --precision bf16: low-precision copies of the networks that
         # the forward pass runs through; densities, KL and the loss stay in fp32.
         self.low_precision: LowPrecision | None = None
@@ -59,7 +61,23 @@ class VAE(nn.Module):
         prior = build_prior(
             config.prior, config.latent_dim, config.mixture_components, config.num_classes
         )
+        if not config.decoder:  # encoder-only: the prior + mutual information objective
+            from vaekit.infomax import build_critic
+
+            return cls(config, encoder, None, prior, None, critic=build_critic(config))
         return cls(config, encoder, decoder, prior, build_likelihood(config))
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.decoder is not None
+
+    def require_decoder(self, what: str) -> None:
+        """A one-line refusal of `what` for an encoder-only model."""
+        if self.decoder is None:
+            raise ValueError(
+                f"this model has no decoder (an encoder-only infomax model), so it cannot "
+                f"{what}; it encodes (posterior means and log-variances). Train a VAE for that"
+            )
 
     @property
     def observes_labels(self) -> bool:
@@ -100,6 +118,14 @@ class VAE(nn.Module):
         out = decoder(z) if c is None else decoder(z, c)
         return out.float().reshape(*lead, *self.config.event_shape)
 
+    def run_critic(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The infomax critic's scores T(x_i, z_j): (batch, batch), through the bf16 copy when
+        the networks run in bf16; scores in fp32."""
+        low = self.low_precision
+        if low is None or low.critic is None:
+            return self.critic(x, z)
+        return low.critic(x.to(low.dtype), z.to(low.dtype)).float()
+
     def prior_labels(self, y: torch.Tensor | None) -> torch.Tensor | None:
         """The labels the prior sees: y where p(z|y) is class-indexed, else None."""
         return y if self.config.prior in ("class", "cluster") else None
@@ -116,9 +142,21 @@ class VAE(nn.Module):
         samples: int = 1,
         beta: float = 1.0,
         analytic_kl: bool = True,
-        objective: str = "elbo",
+        objective: str | None = None,
+        mi_weight: float = 1.0,
+        mi_estimator: str = "jsd",
     ) -> objectives.Loss:
-        """The training loss for a batch (no input checks: the trainer checks the data once)."""
+        """The training loss for a batch (no input checks: the trainer checks the data once).
+        objective: elbo | iwae | infomax; None: infomax for an encoder-only model, else elbo."""
+        if objective is None:
+            objective = "elbo" if self.has_decoder else "infomax"
+        if objective == "infomax":
+            from vaekit.infomax import infomax_loss
+
+            return infomax_loss(
+                self, x, y, beta=beta, mi_weight=mi_weight, estimator=mi_estimator
+            )
+        self.require_decoder(f"be trained with the {objective} objective")
         if objective == "iwae":
             return objectives.iwae_loss(self, x, y, k=samples)
         return objectives.elbo_loss(
@@ -144,7 +182,10 @@ class VAE(nn.Module):
             raise ValueError("got an empty batch (0 examples)")
         if not x.is_floating_point():
             raise ValueError(f"expected floating-point data, got {x.dtype}; convert with x.float()")
-        self.likelihood.check_support(x)
+        if self.likelihood is None:
+            check_finite(x)
+        else:
+            self.likelihood.check_support(x)
 
     def check_labels(self, y: Any, n: int | None = None) -> torch.Tensor | None:
         """y as (n,) int64 class indices for a model that observes labels, None for one that
@@ -181,6 +222,7 @@ class VAE(nn.Module):
     ) -> objectives.Loss:
         """-ELBO and its parts for x: (batch, *event_shape) (given y, for a conditional model:
         the bound on log p(x|y)); nats per example (beta = 1)."""
+        self.require_decoder("compute an ELBO")
         self.check_input(x)
         y = self.check_labels(y, len(x))
         return objectives.elbo_loss(self, x, y, samples=samples, analytic_kl=analytic_kl)
@@ -196,6 +238,7 @@ class VAE(nn.Module):
     def decode(self, z: torch.Tensor, y: Any = None) -> torch.Tensor:
         """E[x|z] (E[x|z,y]) in data space: z (..., batch, latent) -> (..., batch, *event_shape);
         y: (batch,) labels or one int for all."""
+        self.require_decoder("decode")
         if z.shape[-1] != self.config.latent_dim:
             raise ValueError(
                 f"z must end in the latent size {self.config.latent_dim}, got {tuple(z.shape)}"
@@ -212,6 +255,7 @@ class VAE(nn.Module):
         y: the class to generate, an int or (n,) labels (required by a conditional model);
         for a clustering model it picks the cluster (None: clusters drawn from p(y)).
         """
+        self.require_decoder("sample")
         if self.config.prior == "cluster" and y is not None:
             y = as_labels(y, self.config.num_classes, n, device=self.prior_device())
         else:
@@ -222,6 +266,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: Any = None) -> torch.Tensor:
         """E[x|z] at the posterior mean: (batch, *event_shape)."""
+        self.require_decoder("reconstruct")
         self.check_input(x)
         y = self.check_labels(y, len(x))
         q = self.posterior(x, y)
@@ -243,6 +288,7 @@ class VAE(nn.Module):
         on CPUs with AMX, and the estimate moves by a few hundredths of a nat (see
         benchmarks/results/nll_mnist.md); fp32 is the honest default.
         """
+        self.require_decoder("estimate log p(x)")
         self.check_input(x)
         y = self.check_labels(y, len(x))
         with networks_in(self, precision):
@@ -323,7 +369,7 @@ def networks_in(model: VAE, precision: str) -> Iterator[None]:
 
 
 class LowPrecision:
-    """bf16 copies of a model's encoder and decoder, for mixed-precision training.
+    """bf16 copies of a model's encoder and decoder (or critic), for mixed-precision training.
 
     The fp32 parameters stay the model's own (the optimizer, checkpoints and saved files see
     only them); the forward and backward passes run through these copies. Per step the trainer
@@ -336,10 +382,17 @@ class LowPrecision:
 
     def __init__(self, model: VAE, dtype: torch.dtype = torch.bfloat16):
         self.dtype = dtype
-        self.encoder = copy.deepcopy(model.encoder).to(dtype)
-        self.decoder = copy.deepcopy(model.decoder).to(dtype)
-        self.master = [*model.encoder.parameters(), *model.decoder.parameters()]
-        self.low = [*self.encoder.parameters(), *self.decoder.parameters()]
+
+        def copied(net: nn.Module | None) -> nn.Module | None:
+            return None if net is None else copy.deepcopy(net).to(dtype)
+
+        self.encoder = copied(model.encoder)
+        self.decoder = copied(model.decoder)
+        self.critic = copied(model.critic)  # an encoder-only model's, else None
+        pairs = [(m, c) for m, c in ((model.encoder, self.encoder), (model.decoder, self.decoder),
+                                     (model.critic, self.critic)) if m is not None]
+        self.master = [p for m, _ in pairs for p in m.parameters()]
+        self.low = [p for _, c in pairs for p in c.parameters()]
         self.grads = [torch.empty_like(p) for p in self.master]
 
     @torch.no_grad()

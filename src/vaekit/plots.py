@@ -540,7 +540,8 @@ def plot_run(
     show = to_display if to_display is not None else (lambda t: t)
     event_shape = tuple(int(s) for s in model.config.event_shape)
     latent_dim = int(model.config.latent_dim)
-    image_shape = _image_shape(event_shape)
+    decodes = bool(getattr(model, "has_decoder", True))  # an encoder-only model: latents only
+    image_shape = _image_shape(event_shape) if decodes else None
     device = _device(model)
     x = torch.as_tensor(x)
     if x.shape[1:] != event_shape:

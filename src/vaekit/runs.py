@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,7 +298,11 @@ def _report_figures(f: dict[str, Any], run: Run) -> dict[str, float | str]:
     if not f:
         return {}
     split = f.get("split", "test")
-    out: dict[str, float | str] = {
+    if "elbo" not in f:  # an encoder-only model: its own figures, as they are named
+        out = {f"{split} {k}": v for k, v in f.items() if k not in ("split", "n", "precision")}
+        out["examples"] = f["n"]
+        return _with_history(out, run)
+    out = {
         f"{split} ELBO (nats per example)": f["elbo"],
         f"{split} rate, KL(q(z|x) || p(z)) (nats per example)": f["rate"],
         f"{split} distortion, -E_q log p(x|z) (nats per example)": f["distortion"],
@@ -305,6 +310,18 @@ def _report_figures(f: dict[str, Any], run: Run) -> dict[str, float | str]:
         f"{split} bits per dimension": f["bits_per_dim"],
         "examples": f["n"],
     }
+    if f.get("conditional"):
+        out = {k.replace("log p(x)", "log p(x|y)"): v for k, v in out.items()}
+        out["conditional accuracy (fraction of samples judged the asked class)"] = f.get(
+            "conditional_accuracy", math.nan
+        )
+        out["judge's accuracy on real test data (fraction)"] = f.get(
+            "classifier_test_accuracy", math.nan
+        )
+    return _with_history(out, run)
+
+
+def _with_history(out: dict[str, Any], run: Run) -> dict[str, Any]:
     history = _read_metrics(run.path / METRICS)
     if history:
         out["epochs trained"] = len(history)

@@ -202,6 +202,8 @@ def fit(
                     beta=beta,
                     analytic_kl=cfg.analytic_kl,
                     objective=cfg.objective,
+                    mi_weight=cfg.mi_weight,
+                    mi_estimator=cfg.mi_estimator,
                 )
                 step_optimizer(model, optimizer, loss.total, cfg.grad_clip)
                 sums += torch.stack(loss).detach() * len(idx)
@@ -218,7 +220,7 @@ def fit(
                     bar.close()
                 model.load_state_dict(best_weights if best_weights is not None else initial)
                 raise TrainingError(_nonfinite_message(run_dir, epoch, train[0]))
-            val = evaluate_loss(model, x_val, cfg.batch_size, y_val) if x_val is not None else None
+            val = None if x_val is None else evaluate_loss(model, x_val, cfg.batch_size, y_val, cfg)
             row = {
                 "epoch": epoch,
                 "train_loss": train[0],
@@ -271,16 +273,23 @@ def fit(
 
 @torch.no_grad()
 def evaluate_loss(
-    model: VAE, x: Rows, batch_size: int = 512, y: torch.Tensor | None = None
+    model: VAE,
+    x: Rows,
+    batch_size: int = 512,
+    y: torch.Tensor | None = None,
+    cfg: TrainConfig | None = None,
 ) -> list[float]:
-    """[-ELBO, rate, distortion] (beta = 1, analytic KL where possible), mean over x, nats.
+    """[-ELBO, rate, distortion] (beta = 1, analytic KL where possible), mean over x, nats;
+    for an encoder-only model the infomax loss and its terms (cfg's estimator and weight).
     y: (n,) labels for a model that observes them."""
     was_training = model.training
     model.eval()
     sums = torch.zeros(3)
     n = len(x)
+    mi = {} if cfg is None else {"mi_weight": cfg.mi_weight, "mi_estimator": cfg.mi_estimator}
     for idx in torch.arange(n).split(max(batch_size, 512)):
-        sums += torch.stack(model.loss(x[idx], y=None if y is None else y[idx])) * len(idx)
+        loss = model.loss(x[idx], y=None if y is None else y[idx], **mi)
+        sums += torch.stack(loss) * len(idx)
     model.train(was_training)
     return (sums / n).tolist()
 

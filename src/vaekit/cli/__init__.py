@@ -133,7 +133,15 @@ def build_parser() -> Parser:
     g.add_argument(
         "--patience", type=int, help="early stopping: epochs without validation improvement [10]"
     )
-    g.add_argument("--objective", choices=["elbo", "iwae"], help="[elbo]")
+    g.add_argument(
+        "--objective",
+        choices=["elbo", "iwae", "infomax"],
+        help="elbo, iwae, or infomax: an encoder-only model, prior + mutual information [elbo]",
+    )
+    g.add_argument(
+        "--mi-estimator", choices=["jsd", "infonce"], help="infomax: MI estimator [jsd]"
+    )
+    g.add_argument("--mi-weight", type=float, help="infomax: weight of the MI term [1.0]")
     g.add_argument("--samples", type=int, help="samples per input: S for elbo, K for iwae [1]")
     g.add_argument("--beta", type=float, help="weight of the rate (KL) term [1.0]")
     g.add_argument("--warmup-epochs", type=int, help="ramp beta from 0 over this many epochs [0]")
@@ -271,6 +279,8 @@ TRAIN_FLAGS = {  # flag -> (config section, field)
     "samples": ("train", "samples"),
     "beta": ("train", "beta"),
     "warmup_epochs": ("train", "warmup_epochs"),
+    "mi_estimator": ("train", "mi_estimator"),
+    "mi_weight": ("train", "mi_weight"),
     "precision": ("train", "precision"),
     "k": ("train", "eval_k"),
 }
@@ -292,6 +302,8 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
             merged[section][name] = list(value) if isinstance(value, tuple) else value
     if args.mc_kl:
         merged["train"]["analytic_kl"] = False
+    if args.objective is not None:  # infomax trains an encoder-only model, the rest a VAE
+        merged["model"]["decoder"] = args.objective != "infomax"
     return from_dict(RunConfig, merged, strict=True)
 
 
@@ -465,6 +477,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def _figures_text(f: dict[str, Any]) -> str:
     split = f.get("split", "test")
+    if "elbo" not in f:  # an encoder-only model: its figures as named
+        rows = [f"{split} split, {f['n']} examples (an encoder-only model):"]
+        for key, value in f.items():
+            if key not in ("split", "n"):
+                shown = f"{value:10.4f}" if isinstance(value, float) else str(value)
+                rows.append(f"  {key:<43}{shown}")
+        return "\n".join(rows)
     given = "|y" if f.get("conditional") else ""
     lines = [
         f"{split} split, {f['n']} examples, nats per example"
