@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from vaekit.data import LazyRows
+from vaekit.devices import device_of, fork_rng
 from vaekit.models import VAE, networks_in
 from vaekit.objectives import bits_per_dim, elbo_terms, log_likelihood
 
@@ -53,20 +54,26 @@ def evaluate(
             return {"n": n, "precision": precision, **infomax_figures(model, rows, seed=seed)}
     y = model.check_labels(y, n)
     model.eval()
-    log_px_z, rate, ll = torch.zeros(()), torch.zeros(()), torch.zeros(())
+    device = device_of(model)
+    log_px_z, rate, ll = (torch.zeros((), device=device) for _ in range(3))
     batches = torch.arange(n).split(batch_size)
-    with torch.random.fork_rng(devices=[]), networks_in(model, precision):
+
+    def batch(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return x[idx].to(device), None if y is None else y[idx].to(device)
+
+    with fork_rng(device), networks_in(model, precision):
         # Two passes, each seeded: the ELBO's draws do not depend on K (nor K's on the ELBO).
         torch.manual_seed(seed)
         for idx in batches:
-            xb, yb = x[idx], None if y is None else y[idx]
+            xb, yb = batch(idx)
             model.check_input(xb)
             t = elbo_terms(model, xb, yb)
             log_px_z += t.log_px_z.sum()
             rate += t.rate.sum()
         torch.manual_seed(seed + 1)
         for idx in batches:
-            ll += log_likelihood(model, x[idx], k, y=None if y is None else y[idx]).sum()
+            xb, yb = batch(idx)
+            ll += log_likelihood(model, xb, k, y=yb).sum()
     ll = ll / n
     dims = math.prod(model.config.event_shape)
     return {
@@ -116,7 +123,7 @@ def conditional_accuracy(
         warnings.simplefilter("ignore", ConvergenceWarning)
         judge.fit(x_train.flatten(1).numpy(), y_train.numpy())
     asked = torch.arange(classes).repeat_interleave(per_class)
-    with torch.random.fork_rng(devices=[]):
+    with fork_rng(device_of(model)):
         torch.manual_seed(seed)
         samples = model.sample(len(asked), y=asked, generator=torch.Generator().manual_seed(seed))
     got = judge.predict(samples.flatten(1).cpu().numpy())

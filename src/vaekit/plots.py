@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from vaekit.devices import fork_rng
+
 __all__ = [
     "as_images",
     "image_grid",
@@ -504,12 +506,6 @@ def _device(model: Any) -> torch.device:
         return torch.device("cpu")
 
 
-def _fork_rng(device: torch.device) -> Any:
-    if device.type == "cpu":
-        return torch.random.fork_rng(devices=[])
-    return torch.random.fork_rng(devices=[device.index or 0], device_type=device.type)
-
-
 def plot_run(
     model: Any,
     x: torch.Tensor,
@@ -554,7 +550,7 @@ def plot_run(
     was_training = bool(getattr(model, "training", False))
     model.eval()
     try:
-        with torch.no_grad(), _fork_rng(device):
+        with torch.no_grad(), fork_rng(device):
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
             order = torch.randperm(len(x), generator=gen)[:_MAX_ENCODE]

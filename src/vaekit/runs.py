@@ -32,6 +32,7 @@ from vaekit.config import (
     to_dict,
 )
 from vaekit.data import DataError, Preprocessor, Splits, load_like_run, prepare
+from vaekit.devices import device_of, resolve_device
 from vaekit.evaluate import conditional_accuracy, evaluate
 from vaekit.io import CheckpointError, atomic_write_text
 from vaekit.models import VAE
@@ -55,8 +56,10 @@ class Run:
     preprocessor: Preprocessor
 
     @classmethod
-    def load(cls, path: str | Path) -> Run:
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Run:
+        """The run in `path`, its model on `device` (auto, cpu, cuda, cuda:N, mps)."""
         path = Path(path)
+        device = resolve_device(device)
         if not (path / CONFIG).is_file():
             raise CheckpointError(
                 f"{path} is not a vaekit run directory (no {CONFIG}); train one first"
@@ -71,7 +74,11 @@ class Run:
                 f"{path / MODEL} does not match {path / CONFIG} (different model configs); "
                 "was one of them replaced?"
             )
-        return cls(path, config, model, _load_preprocessor(path))
+        return cls(path, config, model.to(device), _load_preprocessor(path))
+
+    @property
+    def device(self) -> torch.device:
+        return device_of(self.model)
 
     def data(
         self, source: str | None = None, split: str = "test"
@@ -133,14 +140,17 @@ def train_run(
     force: bool = False,
     progress: bool = True,
     pictures: bool = True,
+    device: str | torch.device = "auto",
 ) -> tuple[Run, dict[str, float]]:
     """Train a run into `out` (see the module docstring); returns it and its test figures.
 
     With resume=True the run's own config.json is used (only `config.train.epochs` and
     `config.train.patience` are taken from the argument) and training continues from the
-    checkpoint.
+    checkpoint. device: where to train and evaluate (auto: a CUDA GPU, else MPS, else the CPU);
+    nothing written depends on it.
     """
     out = Path(out)
+    device = resolve_device(device)
     # Nothing is created, replaced or deleted until the data have loaded and passed the
     # model's checks: a bad source leaves an existing (or no) directory as it was.
     check_out_dir(out, resume=resume, force=force)
@@ -176,6 +186,7 @@ def train_run(
             resume=resume,
             progress=progress,
             dynamic_binarize=config.data.binarize == "dynamic",
+            device=device,
         )
     except BaseException:
         if not resume and not (out / CHECKPOINT).is_file():
@@ -257,6 +268,7 @@ def evaluate_split(run: Run, splits: Splits) -> dict[str, float]:
         figures.update(
             conditional_accuracy(run.model, splits.train.x, splits.train.y, part.x, part.y)
         )
+    figures["device"] = str(run.device)
     atomic_write_text(run.path / EVALUATION, json.dumps(figures, indent=2) + "\n")
     return figures
 

@@ -27,6 +27,7 @@ import torch
 
 from vaekit import denormals
 from vaekit.config import TrainConfig, to_dict
+from vaekit.devices import device_of, fits_on, resolve_device
 from vaekit.io import (
     CheckpointError,
     Terminated,
@@ -103,14 +104,56 @@ def step_optimizer(
         low.pull()
 
 
+class DeviceRows:
+    """A split's rows as training reads them on `device`, one index batch at a time.
+
+    The rule: on the CPU the rows stay as given (a tensor, or a memory-mapped row source). On a
+    GPU a tensor split is copied there once when it fits (`devices.fits_on`: at most half the
+    free memory) and batches are indexed there ("resident"); otherwise it waits in pinned host
+    memory and each batch is copied with non_blocking=True. `resident` forces the choice (so
+    labels follow their x).
+    """
+
+    def __init__(self, rows: Rows, device: torch.device, resident: bool | None = None):
+        self.device = device
+        tensor = isinstance(rows, torch.Tensor)
+        if resident is None:
+            resident = device.type == "cpu" or (
+                tensor and fits_on(device, rows.element_size() * rows.nelement())
+            )
+        self.resident = resident
+        if device.type == "cpu" or not tensor:
+            self.rows = rows
+        elif resident:
+            self.rows = rows.to(device)
+        else:
+            self.rows = rows.pin_memory() if torch.cuda.is_available() else rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def place_indices(self, idx: torch.Tensor) -> torch.Tensor:
+        """A (CPU-drawn) index tensor where the rows are indexed."""
+        return idx.to(self.device) if self.resident else idx
+
+    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
+        batch = self.rows[idx]
+        return batch if self.resident else batch.to(self.device, non_blocking=True)
+
+
 @contextlib.contextmanager
-def _training_mode(model: VAE, cfg: TrainConfig) -> Iterator[None]:
-    """Process settings for the duration of fit only: flush-to-zero, bf16 networks."""
+def _training_mode(model: VAE, cfg: TrainConfig, device: torch.device) -> Iterator[None]:
+    """Process settings for the duration of fit only: flush-to-zero (CPU), bf16 networks."""
     # Adam's moments of parameters that never get gradient decay into denormal floats,
     # which make CPU steps 1.5-2x slower after ~800 steps. Flushing them to zero changes
-    # values below 1e-38 only. All threads: see vaekit.denormals.
+    # values below 1e-38 only. All threads: see vaekit.denormals. (GPUs flush by themselves.)
     was_flushing = denormals.is_flushing()
-    flushed = cfg.flush_denormal and not was_flushing and denormals.set_flush_denormal(True)
+    flushed = (
+        cfg.flush_denormal
+        and device.type == "cpu"
+        and not was_flushing
+        and denormals.set_flush_denormal(True)
+    )
     try:
         with networks_in(model, cfg.precision):
             yield
@@ -132,6 +175,7 @@ def fit(
     progress: bool = True,
     dynamic_binarize: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> list[dict[str, float]]:
     """Train `model` in place; return one metrics dict per epoch.
 
@@ -141,7 +185,12 @@ def fit(
     ends with the weights of its best validation epoch (the last epoch without validation data).
     resume: continue from run_dir/checkpoint.safetensors (same weights as an uninterrupted run).
     dynamic_binarize: draw x ~ Bernoulli(x) afresh every epoch (validation is drawn once).
+    device: where to train ("auto", "cpu", "cuda", "cuda:N", "mps", a torch.device); None:
+    where the model is. The model is moved there and stays there; the data follow the rule of
+    `DeviceRows`. Batches, shuffles and noise are drawn as on the CPU, so a run's batches do
+    not depend on the device.
     """
+    device = device_of(model) if device is None else resolve_device(device)
     if len(x_train) == 0:
         raise ValueError("the training split is empty; give more data or a smaller test fraction")
     check_data(model, x_train, "training")
@@ -155,6 +204,7 @@ def fit(
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
 
+    model.to(device)
     torch.manual_seed(cfg.seed)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     optimizer = make_optimizer(model, cfg.lr)
@@ -164,7 +214,7 @@ def fit(
     if resume:
         if run_dir is None:
             raise ValueError("resume needs a run directory")
-        state = _load_checkpoint(run_dir / CHECKPOINT, model, optimizer, shuffle)
+        state = _load_checkpoint(run_dir / CHECKPOINT, model, optimizer, shuffle, device)
         if (run_dir / MODEL).is_file():
             best_weights = {k: v.clone() for k, v in load_tensors(run_dir / MODEL)[0].items()}
     if x_val is not None and dynamic_binarize:
@@ -173,6 +223,8 @@ def fit(
 
     if best_weights is None:
         initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    train_rows = DeviceRows(x_train, device)
+    train_labels = None if y_train is None else DeviceRows(y_train, device, train_rows.resident)
     n = len(x_train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     warmup_steps = cfg.warmup_epochs * steps_per_epoch
@@ -181,15 +233,16 @@ def fit(
     tb = _tensorboard(run_dir)
 
     saved = [state["epoch"]]  # the last epoch whose checkpoint is complete (for Ctrl-C)
-    with _training_mode(model, cfg), _interrupts(run_dir, saved, bar):
+    with _training_mode(model, cfg, device), _interrupts(run_dir, saved, bar):
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             model.train()
-            source = x_train
-            if dynamic_binarize:
-                source = torch.bernoulli(x_train[torch.arange(n)], generator=shuffle)
-            perm = torch.randperm(n, generator=shuffle)
-            sums = torch.zeros(3)
+            source = train_rows
+            if dynamic_binarize:  # drawn on the CPU: the same draw on every device
+                drawn = torch.bernoulli(x_train[torch.arange(n)], generator=shuffle)
+                source = DeviceRows(drawn, device, train_rows.resident)
+            perm = train_rows.place_indices(torch.randperm(n, generator=shuffle))
+            sums = torch.zeros(3, device=device)
             step0 = (epoch - 1) * steps_per_epoch
             last_shown = time.monotonic()
             for i, idx in enumerate(perm.split(cfg.batch_size)):
@@ -197,7 +250,7 @@ def fit(
                 beta = cfg.beta * min(1.0, (step + 1) / warmup_steps) if warmup_steps else cfg.beta
                 loss = model.loss(
                     source[idx],
-                    y=None if y_train is None else y_train[idx],
+                    y=None if train_labels is None else train_labels[idx],
                     samples=cfg.samples,
                     beta=beta,
                     analytic_kl=cfg.analytic_kl,
@@ -284,11 +337,13 @@ def evaluate_loss(
     y: (n,) labels for a model that observes them."""
     was_training = model.training
     model.eval()
-    sums = torch.zeros(3)
+    device = device_of(model)
+    sums = torch.zeros(3, device=device)
     n = len(x)
     mi = {} if cfg is None else {"mi_weight": cfg.mi_weight, "mi_estimator": cfg.mi_estimator}
     for idx in torch.arange(n).split(max(batch_size, 512)):
-        loss = model.loss(x[idx], y=None if y is None else y[idx], **mi)
+        yb = None if y is None else y[idx].to(device)
+        loss = model.loss(x[idx].to(device), y=yb, **mi)
         sums += torch.stack(loss) * len(idx)
     model.train(was_training)
     return (sums / n).tolist()
@@ -405,6 +460,9 @@ def _save_checkpoint(
             tensors[f"optim.{pid}.{key}"] = torch.as_tensor(value)
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.shuffle"] = shuffle.get_state()
+    device = device_of(model)
+    if device.type == "cuda":  # the posterior noise is drawn there
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     meta = {
         "format": "vaekit.checkpoint/1",
         "state": state,
@@ -415,8 +473,15 @@ def _save_checkpoint(
 
 
 def _load_checkpoint(
-    path: Path, model: VAE, optimizer: torch.optim.Optimizer, shuffle: torch.Generator
+    path: Path,
+    model: VAE,
+    optimizer: torch.optim.Optimizer,
+    shuffle: torch.Generator,
+    device: torch.device,
 ) -> dict[str, Any]:
+    """Restore a checkpoint (written on any device) onto `device`; the RNG of the device in use
+    is restored where the checkpoint has it (a run moved from a GPU to the CPU, or back, goes on
+    with the CPU's noise as saved, and a fresh stream on the new GPU)."""
     if not path.is_file():
         raise CheckpointError(f"nothing to resume: {path} does not exist; start without --resume")
     tensors, meta = load_tensors(path)
@@ -435,6 +500,8 @@ def _load_checkpoint(
         raise CheckpointError(f"{path}: optimizer state does not match the model: {e}") from None
     torch.set_rng_state(tensors["rng.torch"])
     shuffle.set_state(tensors["rng.shuffle"])
+    if device.type == "cuda" and "rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
     state = meta["state"]
     state["history"] = [dict(row) for row in state["history"]]
     return state

@@ -18,6 +18,7 @@ from vaekit.cli.common import (
     EXIT_INTERRUPTED,
     Parser,
     UserError,
+    add_device,
     check_out,
     hidden_sizes,
     ints,
@@ -154,6 +155,7 @@ def build_parser() -> Parser:
         help="bf16: networks in bf16, master weights and loss in fp32 (CPU AMX / GPU) [fp32]",
     )
     g.add_argument("--k", type=int, help="importance samples for the final log-likelihood [1000]")
+    add_device(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--no-pictures", action="store_true", help="skip the pictures and report")
 
@@ -176,6 +178,7 @@ def build_parser() -> Parser:
         "hundredths of a nat [fp32]",
     )
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    add_device(e)
 
     s = sub.add_parser(
         "sample", help="generate new examples", epilog=EXAMPLES["sample"], formatter_class=fmt
@@ -192,6 +195,7 @@ def build_parser() -> Parser:
         "a conditional run without --label generates every class in turn",
     )
     s.add_argument("--force", action="store_true", help="overwrite --out")
+    add_device(s)
 
     r = sub.add_parser(
         "reconstruct",
@@ -204,6 +208,7 @@ def build_parser() -> Parser:
     r.add_argument("--out", type=Path, required=True, help="FILE.png")
     r.add_argument("-n", type=int, default=16, help="how many [16]")
     r.add_argument("--force", action="store_true", help="overwrite --out")
+    add_device(r)
 
     c = sub.add_parser(
         "encode",
@@ -215,6 +220,7 @@ def build_parser() -> Parser:
     c.add_argument("--data", required=True, help="source, prepared like the run's data")
     c.add_argument("--out", type=Path, required=True, help="FILE.npz (mean, logvar, y) or FILE.csv")
     c.add_argument("--force", action="store_true", help="overwrite --out")
+    add_device(c)
 
     p = sub.add_parser(
         "plot",
@@ -308,6 +314,7 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from vaekit.devices import describe
     from vaekit.runs import train_run
 
     config = run_config_from_args(args)
@@ -318,8 +325,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         force=args.force,
         progress=not args.quiet,
         pictures=not args.no_pictures,
+        device=args.device,
     )
     print(_figures_text(figures))
+    print(f"device: {describe(run.device)}")
     report = run.path / "report.html"
     print(f"run directory: {run.path}" + (f"\nreport: {report}" if report.exists() else ""))
     return 0
@@ -329,7 +338,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaekit.evaluate import conditional_accuracy, evaluate
     from vaekit.runs import Run
 
-    run = Run.load(args.run)
+    run = Run.load(args.run, device=args.device)
     x, y = run.data(args.data, args.split)
     y = labels_for(run, y)
     figures = evaluate(run.model, x, y, k=args.k, seed=args.seed, precision=args.precision)
@@ -348,10 +357,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from vaekit.runs import Run
 
     check_out(args.out, (".png", ".npz"), args.force)
-    run = Run.load(args.run)
+    run = Run.load(args.run, device=args.device)
     y = sample_labels(run, args.label, args.n)
     x = run.model.sample(args.n, y=y, generator=torch.Generator().manual_seed(args.seed))
-    x = run.to_display(x)
+    x = run.to_display(x.cpu())
     if args.out.suffix == ".npz":
         arrays = {"x": x.numpy()} if y is None else {"x": x.numpy(), "y": y.numpy()}
         write_atomic(args.out, lambda f: np.savez(f, **arrays))
@@ -416,11 +425,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from vaekit.runs import Run
 
     check_out(args.out, (".png",), args.force)
-    run = Run.load(args.run)
+    run = Run.load(args.run, device=args.device)
     x, y = run.data(args.data)
     y = labels_for(run, y)
     x, y = x[: args.n], None if y is None else y[: args.n]
-    pair = run.to_display(x), run.to_display(run.model.reconstruct(x, y))
+    x_hat = run.model.reconstruct(x.to(run.device), y).cpu()
+    pair = run.to_display(x), run.to_display(x_hat)
     images = [plots().as_images(t.numpy(), run.config.model.event_shape) for t in pair]
     if images[0] is None:
         raise UserError("this run's data are not images; use 'vaekit encode' or the Python API")
@@ -435,10 +445,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from vaekit.runs import Run
 
     check_out(args.out, (".npz", ".csv"), args.force)
-    run = Run.load(args.run)
+    run = Run.load(args.run, device=args.device)
     x, y = run.data(args.data)
-    mean, logvar = run.model.encode(x, labels_for(run, y))
-    mean_np, logvar_np = mean.numpy(), logvar.numpy()
+    mean, logvar = run.model.encode(x.to(run.device), labels_for(run, y))
+    mean_np, logvar_np = mean.cpu().numpy(), logvar.cpu().numpy()
     if args.out.suffix == ".npz":
         arrays = {"mean": mean_np, "logvar": logvar_np}
         if y is not None:

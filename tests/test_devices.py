@@ -1,0 +1,188 @@
+"""Devices: the names users give, the one-line refusals, and device-free files. Runs on the
+CPU everywhere; the tests marked `gpu` run only where torch sees a CUDA GPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_cli import FAST, assert_one_line_error, run
+from vaekit import VAE, ModelConfig, TrainConfig
+from vaekit.config import DataConfig
+from vaekit.data import prepare
+from vaekit.devices import DeviceError, resolve_device
+from vaekit.io import load_tensors
+from vaekit.train import fit
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+
+
+@pytest.fixture
+def no_accelerator(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+
+
+def test_auto_picks_cuda_then_mps_then_the_cpu(monkeypatch, no_accelerator) -> None:
+    assert resolve_device("auto") == resolve_device(None) == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert resolve_device("auto") == torch.device("cuda", 0)
+
+
+def test_explicit_names(two_gpus) -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("cuda") == torch.device("cuda", 0)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device(torch.device("cuda", 1)) == torch.device("cuda", 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "fixture", "message"),
+    [
+        ("cuda", "no_accelerator", "torch sees no CUDA GPU here"),
+        ("cuda:0", "no_accelerator", "torch sees no CUDA GPU here"),
+        ("cuda:7", "two_gpus", "this machine has 2 CUDA GPU(s), cuda:0 to cuda:1"),
+        ("mps", "no_accelerator", "torch reports no MPS"),
+        ("nonsense", "no_accelerator", "is not a device name; use auto, cpu, cuda, cuda:N or mps"),
+        ("tpu", "no_accelerator", "is not a device name"),
+    ],
+)
+def test_a_missing_device_is_a_one_line_error(
+    request, tmp_path: Path, capsys, name: str, fixture: str, message: str
+) -> None:
+    request.getfixturevalue(fixture)
+    with pytest.raises(DeviceError, match=r"^device") as e:
+        resolve_device(name)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    out = tmp_path / "run"
+    rc, _, err = run(capsys, "train", "--data", "digits", "--out", out, "--device", name, *FAST)
+    assert message in assert_one_line_error(rc, err)
+    assert not out.exists()  # nothing written
+
+
+def test_cpu_and_auto_train_todays_weights_bit_for_bit(tmp_path: Path, capsys) -> None:
+    """Without a GPU, --device cpu, --device auto and the Python API's default (the model's
+    own device) give the same weights, bit for bit."""
+    if torch.cuda.is_available() or torch.backends.mps.is_available():
+        pytest.skip("auto is not the CPU here")
+    common = ["--data", "digits", "--latent-dim", "3", "--epochs", "2", "--seed", 4, *FAST]
+    for name in ("cpu", "auto"):
+        rc, stdout, err = run(capsys, "train", *common, "--out", tmp_path / name, "--device", name)
+        assert rc == 0, err
+        assert "device: cpu" in stdout
+    a = load_tensors(tmp_path / "cpu" / "model.safetensors")[0]
+    b = load_tensors(tmp_path / "auto" / "model.safetensors")[0]
+    splits = prepare(DataConfig(source="digits"))
+    torch.manual_seed(4)
+    model = VAE.from_config(ModelConfig(event_shape=(1, 8, 8), latent_dim=3, hidden=(64, 32)))
+    fit(model, splits.train.x, splits.val.x, TrainConfig(epochs=2, seed=4), progress=False)
+    for name, t in a.items():
+        assert torch.equal(t, b[name]), name
+        assert torch.equal(t, model.state_dict()[name]), name
+    figures = json.loads((tmp_path / "auto" / "evaluation.json").read_text())
+    assert figures["device"] == "cpu"
+
+
+def test_checkpoints_hold_no_device_and_resume_anywhere(tmp_path: Path) -> None:
+    """Every tensor of a checkpoint is stored from the CPU, with nothing naming a device; a
+    fit told device='cpu' resumes from one written by a fit left on the model's device to the
+    weights of an uninterrupted run."""
+    splits = prepare(DataConfig(source="digits"))
+    x, v = splits.train.x[:300], splits.val.x
+
+    def fresh() -> VAE:
+        torch.manual_seed(0)
+        return VAE.from_config(ModelConfig(event_shape=(1, 8, 8), latent_dim=2, hidden=(16,)))
+
+    straight = fresh()
+    fit(straight, x, v, TrainConfig(epochs=3, seed=1), progress=False)
+    run_dir = tmp_path / "run"
+    fit(fresh(), x, v, TrainConfig(epochs=1, seed=1), run_dir=run_dir, progress=False)
+    tensors, meta = load_tensors(run_dir / "checkpoint.safetensors")
+    assert all(t.device.type == "cpu" for t in tensors.values())
+    assert "cuda" not in json.dumps(meta) and "rng.cuda" not in tensors  # written on the CPU
+    resumed = fresh()
+    fit(
+        resumed,
+        x,
+        v,
+        TrainConfig(epochs=3, seed=1),
+        run_dir=run_dir,
+        resume=True,
+        progress=False,
+        device="cpu",
+    )
+    for name, t in straight.state_dict().items():
+        assert torch.equal(t, resumed.state_dict()[name]), name
+
+
+# --- on a GPU ------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_training_files_load_on_the_cpu_and_resume_there(tmp_path: Path, capsys) -> None:
+    common = ["--data", "digits", "--latent-dim", "3", "--seed", 2, *FAST]
+    gpu = tmp_path / "gpu"
+    rc, stdout, err = run(capsys, "train", *common, "--out", gpu, "--epochs", 2, "--device", "cuda")
+    assert rc == 0, err
+    assert "device: cuda" in stdout
+    tensors, _ = load_tensors(gpu / "checkpoint.safetensors")
+    assert "rng.cuda" in tensors and all(t.device.type == "cpu" for t in tensors.values())
+    model = VAE.load(gpu / "model.safetensors")  # on the CPU
+    assert next(model.parameters()).device.type == "cpu"
+    rc, _, err = run(
+        capsys,
+        "train",
+        "--out",
+        gpu,
+        "--resume",
+        "--epochs",
+        4,
+        "--device",
+        "cpu",
+        "--quiet",
+        "--no-pictures",
+        "--k",
+        5,
+    )
+    assert rc == 0, err
+    rc, stdout, err = run(capsys, "evaluate", gpu, "--json", "--k", 5, "--device", "cuda")
+    assert rc == 0, err
+    assert json.loads(stdout)["elbo"] < 0
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_and_cpu_training_agree_within_float_tolerance() -> None:
+    splits = prepare(DataConfig(source="digits"))
+    models = []
+    for device in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        model = VAE.from_config(ModelConfig(event_shape=(1, 8, 8), latent_dim=2, hidden=(32,)))
+        fit(
+            model,
+            splits.train.x,
+            None,
+            TrainConfig(epochs=1, seed=0),
+            progress=False,
+            device=device,
+        )
+        models.append(model.cpu())
+    x = splits.test.x[:50]
+    a, b = (m.encode(x)[0] for m in models)
+    torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
