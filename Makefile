@@ -8,12 +8,12 @@ DEMO_DIR   ?= runs/demo
 BIN        := $(VENV)/bin
 PIP        := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: help install dev demo test lint bench clean
+.PHONY: help install dev demo test lint bench bench-speed bench-apps clean
 
 help:
 	@echo "make demo    train on the built-in digits (2-D latent); writes $(DEMO_DIR)/report.html"
 	@echo "make test    run the test suite (installs pytest and ruff into $(VENV))"
-	@echo "make bench   speed benchmarks against Pythae and a hand-written loop (installs pythae)"
+	@echo "make bench   benchmarks against Pythae, PyOD, scikit-learn (installs pythae, pyod)"
 	@echo "make clean   remove $(VENV) and runs/"
 
 $(BIN)/python:
@@ -52,16 +52,27 @@ test: lint
 # Optional peers for the side-by-side benchmarks. The installed torch is named on the same
 # command line so pip cannot swap it for another build while resolving pythae.
 $(VENV)/.bench: $(VENV)/.installed
-	$(PIP) install -q "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__.split("+")[0])')" "pythae==0.1.2"
+	$(PIP) install -q "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__.split("+")[0])')" "pythae==0.1.2" "pyod==3.6.7"
 	@touch $@
 
-# About 20 minutes on 2 cores; results go to benchmarks/results/ (see benchmarks/README.md).
+# Several hours on 2 cores; results go to benchmarks/results/ (see benchmarks/README.md).
 # Speed is a ratio measured in one run with the arms alternated; keep the machine otherwise idle.
-bench: $(VENV)/.bench
+# make bench-speed runs only the speed comparisons (about 20 minutes).
+bench: bench-speed bench-apps
+
+bench-speed: $(VENV)/.bench
 	$(BIN)/python benchmarks/bench_train.py --data mnist
 	$(BIN)/python benchmarks/bench_train.py --data digits
 	$(BIN)/python benchmarks/bench_nll.py --data mnist
 	$(BIN)/python benchmarks/bench_scaling.py
+
+# The applications against their peers: conditional VAE, clustering, anomaly detection, infomax.
+bench-apps: $(VENV)/.bench
+	$(BIN)/python benchmarks/bench_cvae.py --data mnist
+	$(BIN)/python benchmarks/bench_cvae.py --data digits --epochs 100
+	$(BIN)/python benchmarks/bench_anomaly.py --data mnist
+	$(BIN)/python benchmarks/bench_anomaly.py --data digits
+	$(BIN)/python benchmarks/bench_anomaly.py --data breast-cancer
 
 clean:
 	rm -rf $(VENV) runs
