@@ -1,0 +1,209 @@
+"""Clustering side by side: k-means on raw pixels, the two-step recipe (a plain VAE, then a
+full-covariance Gaussian mixture on its latent means) and vaekit's one-step VAEClusterer.
+
+Every arm sees the same data, without labels; the labels only score (Hungarian accuracy: the
+best one-to-one matching of clusters to classes, never majority-label purity; NMI; ARI).
+Wall time of each arm is measured in the same process, one thread per process.
+
+    python benchmarks/bench_cluster.py --data digits --seeds 0,1,2,3,4
+    python benchmarks/bench_cluster.py --data mnist --seeds 0,1 --tag a   # parallel halves,
+    python benchmarks/bench_cluster.py --merge mnist                      # then merged
+
+digits: scikit-learn's 1,797 8x8 digits / 16. mnist: the 10,000 MNIST test-set images / 255
+(../shared/data/mnist), all of them clustered. Networks: MLP 784-512-256 (64-512-256 on the
+digits), latent 10, Bernoulli likelihood, Adam 1e-3, batch 256, for the two-step VAE (50
+epochs) and VAEClusterer (its defaults) alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+ARMS = ("kmeans", "twostep", "vaekit")
+NAMES = {
+    "kmeans": "k-means on raw pixels",
+    "twostep": "two-step: VAE, then full-covariance GMM on latent means",
+    "vaekit": "vaekit VAEClusterer (one-step VaDE)",
+}
+
+
+def load(name: str) -> tuple[np.ndarray, np.ndarray]:
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        return (d.data / 16.0).astype(np.float32), d.target.astype(np.int64)
+    with gzip.open(MNIST / "t10k-images-idx3-ubyte.gz") as f:
+        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
+    with gzip.open(MNIST / "t10k-labels-idx1-ubyte.gz") as f:
+        y = np.frombuffer(f.read(), np.uint8, offset=8)
+    return (x / 255.0).astype(np.float32), y.astype(np.int64)
+
+
+def arm_kmeans(x: np.ndarray, seed: int) -> dict:
+    from sklearn.cluster import KMeans
+
+    return {"labels": KMeans(10, n_init=10, random_state=seed).fit_predict(x)}
+
+
+def arm_twostep(x: np.ndarray, seed: int, epochs: int) -> dict:
+    from sklearn.mixture import GaussianMixture
+
+    from vaekit.config import ModelConfig, TrainConfig
+    from vaekit.models import VAE
+    from vaekit.train import fit
+
+    torch.manual_seed(seed)
+    model = VAE.from_config(ModelConfig(event_shape=(x.shape[1],), latent_dim=10))
+    xt = torch.from_numpy(x)
+    fit(model, xt, None, TrainConfig(epochs=epochs, batch_size=256, seed=seed), progress=False)
+    with torch.no_grad():
+        z = model.encode(xt)[0].double().numpy()
+    gm = GaussianMixture(10, covariance_type="full", random_state=seed).fit(z)
+    return {"labels": gm.predict(z)}
+
+
+def arm_vaekit(x: np.ndarray, y: np.ndarray, seed: int) -> dict:
+    from vaekit.cluster import VAEClusterer, hungarian_accuracy
+
+    est = VAEClusterer(10, random_state=seed, arch="mlp").fit(x)
+    restarts = [
+        {**r, "hungarian_accuracy": hungarian_accuracy(y, lab)}
+        for r, lab in zip(est.init_restarts_, est._init_candidates, strict=True)
+    ]
+    return {
+        "labels": est.labels_,
+        "init_accuracy": hungarian_accuracy(y, est.init_labels_),
+        "pull_accuracy": hungarian_accuracy(y, est._pull_labels),
+        "restarts": restarts,
+        "chosen": est.init_chosen_,
+        "reseeded": est.reseeded_,
+        "n_iter": est.n_iter_,
+        "elbo": est.score(x),
+    }
+
+
+def run(data: str, seeds: list[int], arms: list[str], epochs: int) -> list[dict]:
+    from vaekit.cluster import clustering_scores
+
+    x, y = load(data)
+    rows = []
+    for seed in seeds:
+        for arm in arms:
+            t0 = time.perf_counter()
+            if arm == "kmeans":
+                out = arm_kmeans(x, seed)
+            elif arm == "twostep":
+                out = arm_twostep(x, seed, epochs)
+            else:
+                out = arm_vaekit(x, y, seed)
+            seconds = time.perf_counter() - t0
+            labels = out.pop("labels")
+            row = {"data": data, "arm": arm, "seed": seed, "seconds": seconds,
+                   **clustering_scores(y, labels), **out}
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "restarts"}), flush=True)
+    return rows
+
+
+def summarise(data: str, rows: list[dict]) -> str:
+    """The markdown results table and the restart-criterion study."""
+    lines = [f"# Clustering: {data}", ""]
+    seeds = sorted({r["seed"] for r in rows})
+    lines.append(f"Seeds {', '.join(map(str, seeds))}; mean +- std (min) over seeds. Hungarian "
+                 "accuracy matches clusters to classes one-to-one; labels only score.")
+    lines += ["", "| method | Hungarian accuracy | min | NMI | ARI | wall time (s) |",
+              "|---|---|---|---|---|---|"]
+    stats = {}
+    for arm in ARMS:
+        rs = [r for r in rows if r["arm"] == arm]
+        if not rs:
+            continue
+
+        def ms(key: str, rs: list[dict] = rs) -> tuple[float, float]:
+            v = np.array([r[key] for r in rs], dtype=float)
+            return float(v.mean()), float(v.std())
+
+        acc, nmi, ari, sec = ms("hungarian_accuracy"), ms("nmi"), ms("ari"), ms("seconds")
+        low = min(r["hungarian_accuracy"] for r in rs)
+        stats[arm] = {"acc": acc, "sec": sec, "min": low}
+        lines.append(f"| {NAMES[arm]} | {acc[0]:.3f} +- {acc[1]:.3f} | {low:.3f} | "
+                     f"{nmi[0]:.3f} +- {nmi[1]:.3f} | {ari[0]:.3f} +- {ari[1]:.3f} | "
+                     f"{sec[0]:.0f} +- {sec[1]:.0f} |")
+    if "vaekit" in stats and "twostep" in stats:
+        ratio = stats["vaekit"]["sec"][0] / stats["twostep"]["sec"][0]
+        lines += ["", f"vaekit's total wall time (pretraining, t-SNE, restarts, all stages) is "
+                  f"{ratio:.2f}x the two-step baseline's."]
+    vk = [r for r in rows if r["arm"] == "vaekit"]
+    if vk:
+        lines += ["", "## Stages of vaekit (Hungarian accuracy per seed)", "",
+                  "| seed | initial clustering | after pull (q(y|x)) | final q(y|x) | "
+                  "ELBO (nats) | re-seeded |", "|---|---|---|---|---|---|"]
+        for r in vk:
+            lines.append(f"| {r['seed']} | {r['init_accuracy']:.3f} | {r['pull_accuracy']:.3f} "
+                         f"| {r['hungarian_accuracy']:.3f} | {r['elbo']:.1f} | "
+                         f"{r['reseeded'] or '-'} |")
+        lines += ["", "## Restart criterion (label-free): GMM log-likelihood of the embedding",
+                  "", "Per seed: the chosen restart's accuracy, the best and the mean accuracy "
+                  "over restarts, and the Spearman correlation of the criterion with accuracy.",
+                  "", "| seed | chosen | best | mean | worst | Spearman(ll, acc) | "
+                  "Spearman(agreement, acc) |", "|---|---|---|---|---|---|---|"]
+        from scipy.stats import spearmanr
+
+        for r in vk:
+            acc = np.array([q["hungarian_accuracy"] for q in r["restarts"]])
+            ll = np.array([q["log_likelihood"] for q in r["restarts"]])
+            ag = np.array([q["agreement"] for q in r["restarts"]])
+            rho = spearmanr(ll, acc).statistic if acc.std() > 0 else float("nan")
+            rho2 = spearmanr(ag, acc).statistic if acc.std() > 0 else float("nan")
+            lines.append(f"| {r['seed']} | {acc[r['chosen']]:.3f} | {acc.max():.3f} | "
+                         f"{acc.mean():.3f} | {acc.min():.3f} | {rho:.2f} | {rho2:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", choices=["digits", "mnist"], default="digits")
+    p.add_argument("--seeds", default="0,1,2,3,4")
+    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--epochs", type=int, default=50, help="two-step VAE epochs [50]")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tag", default="", help="write cluster_DATA_TAG.json (parallel parts)")
+    p.add_argument("--merge", help="merge cluster_DATA_*.json parts and write the results")
+    a = p.parse_args()
+    if a.merge:
+        rows = []
+        for part in sorted(RESULTS.glob(f"cluster_{a.merge}_*.json")):
+            rows += json.loads(part.read_text())["rows"]
+        data = a.merge
+    else:
+        torch.set_num_threads(a.threads)
+        rows = run(a.data, [int(s) for s in a.seeds.split(",")], a.arms.split(","), a.epochs)
+        data = a.data
+        if a.tag:
+            path = RESULTS / f"cluster_{data}_{a.tag}.json"
+            path.write_text(json.dumps({"rows": rows}, indent=1, default=float) + "\n")
+            print(f"wrote {path}")
+            return 0
+    (RESULTS / f"cluster_{data}.json").write_text(
+        json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=1, default=float) + "\n"
+    )
+    md = summarise(data, rows)
+    (RESULTS / f"cluster_{data}.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

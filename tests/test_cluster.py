@@ -1,0 +1,370 @@
+"""The clustering VAE (vaekit.cluster): its bound, the estimator, the recipe's guards, the CLI.
+
+Tiny networks and synthetic data throughout; one thread (conftest's `one_thread`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaekit.cli import main
+from vaekit.cluster import (
+    EXPECTED_FAILED_CHECKS,
+    VAEClusterer,
+    clustering_scores,
+    hungarian_accuracy,
+    mixture_moments,
+    reseed_empty,
+    responsibilities,
+)
+from vaekit.config import ModelConfig
+from vaekit.models import VAE
+from vaekit.priors import DiagonalGaussian
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = dict(
+    latent_dim=2, hidden=(32,), pretrain_epochs=30, pull_epochs=15, epochs=5, n_init=3,
+    batch_size=64, lr=3e-3,
+)
+
+
+def blobs_through_net(n_per: int = 60, k: int = 4, d: int = 12, seed: int = 0):
+    """k well-separated Gaussian clusters in 2-D, passed through a fixed random nonlinearity
+    into d dimensions: X (k * n_per, d) float32, y (k * n_per,)."""
+    g = torch.Generator().manual_seed(seed)
+    angles = torch.arange(k) * (2 * math.pi / k)
+    centres = 6.0 * torch.stack([angles.cos(), angles.sin()], 1)
+    y = torch.arange(k).repeat_interleave(n_per)
+    z = centres[y] + 0.5 * torch.randn(len(y), 2, generator=g)
+    w1 = torch.randn(2, 32, generator=g)
+    w2 = torch.randn(32, d, generator=g) / math.sqrt(32)
+    x = torch.tanh(z @ w1 / 3) @ w2
+    return x.numpy().astype(np.float32), y.numpy()
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[VAEClusterer, np.ndarray, np.ndarray]:
+    x, y = blobs_through_net()
+    return VAEClusterer(4, random_state=0, **TINY).fit(x), x, y
+
+
+# --- the bound ---------------------------------------------------------------------------------
+
+
+def test_rate_matches_monte_carlo_of_the_bound() -> None:
+    """prior.kl(q) (y inferred) equals a Monte-Carlo estimate of
+    E_q(y|x)[KL(q(z|x) || p(z|y))] + KL(q(y|x) || p(y)) with q(y|x) the closed-form
+    responsibilities: log q(z|x) - log p(z|y) + log q(y|x) - log p(y), z ~ q(z|x), y ~ q(y|x)."""
+    torch.manual_seed(0)
+    model = VAE.from_config(
+        ModelConfig(event_shape=(5,), latent_dim=3, hidden=(8,), prior="cluster", num_classes=4,
+                    likelihood="gaussian")
+    )
+    prior = model.prior
+    with torch.no_grad():
+        prior.logvars.copy_(torch.randn(4, 3) * 0.5)
+        prior.logits.copy_(torch.randn(4))
+    q = DiagonalGaussian(torch.randn(6, 3), torch.randn(6, 3) * 0.3)
+    exact = prior.kl(q)
+    log_qy = prior.class_log_posterior(q)  # (6, K)
+    s = 200_000
+    z = q.rsample(s)  # (S, 6, latent)
+    comp = prior.component_log_prob(z)  # (S, 6, K)
+    per_y = q.log_prob(z).unsqueeze(-1) - comp  # log q(z|x) - log p(z|y), for every y
+    mc = (log_qy.exp() * (per_y + log_qy - prior.log_weights())).sum(-1).mean(0)
+    se = (log_qy.exp() * per_y).sum(-1).std(0) / math.sqrt(s)
+    assert torch.all((mc - exact).abs() < 5 * se + 1e-3), (mc, exact, se)
+    # and q(y|x) is the optimum: any other q(y|x) gives a larger rate
+    other = torch.softmax(log_qy + torch.randn_like(log_qy), -1)
+    expected = prior.expected_log_prob(q)
+    neg_entropy = -0.5 * (q.logvar + 1 + math.log(2 * math.pi)).sum(-1)
+    rate_other = neg_entropy + (
+        other * (-expected + other.log() - prior.log_weights())
+    ).sum(-1)
+    assert torch.all(rate_other >= exact - 1e-5)
+
+
+# --- scores -----------------------------------------------------------------------------------
+
+
+def test_hungarian_accuracy_is_one_to_one() -> None:
+    y = np.array([0, 0, 1, 1, 2, 2])
+    assert hungarian_accuracy(y, np.array([2, 2, 0, 0, 1, 1])) == 1.0
+    # majority-label purity would give 1.0 here (each cluster is pure); one-to-one gives 4/6
+    assert hungarian_accuracy(y, np.array([0, 0, 1, 1, 1, 1])) == pytest.approx(4 / 6)
+    s = clustering_scores(y, np.array([1, 1, 0, 0, 2, 2]))
+    assert s == {"hungarian_accuracy": 1.0, "nmi": pytest.approx(1.0), "ari": pytest.approx(1.0)}
+
+
+# --- the estimator -----------------------------------------------------------------------------
+
+
+def test_synthetic_mixture_is_recovered(fitted) -> None:
+    est, x, y = fitted
+    assert hungarian_accuracy(y, est.labels_) >= 0.95
+    assert hungarian_accuracy(y, est.predict(x)) >= 0.95
+
+
+def test_outputs_and_fitted_attributes(fitted) -> None:
+    est, x, _ = fitted
+    p = est.predict_proba(x)
+    assert p.shape == (len(x), 4)
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-9)
+    np.testing.assert_array_equal(est.predict(x), p.argmax(1))
+    np.testing.assert_array_equal(est.labels_, est.predict(x))
+    assert est.transform(x).shape == (len(x), 2)
+    assert est.weights_.shape == (4,) and est.weights_.sum() == pytest.approx(1.0)
+    assert est.means_.shape == (4, 2) and est.covariances_.shape == (4, 2)
+    assert np.all(est.covariances_ > 0)
+    assert est.n_iter_ == TINY["pretrain_epochs"] + TINY["pull_epochs"] + TINY["epochs"]
+    elbo = est.score(x)
+    assert math.isfinite(elbo) and elbo < 0
+    samples = est.sample(5, cluster=2)
+    assert samples.shape == (5, x.shape[1])
+    # decoded samples of a cluster are assigned back to it
+    assert (est.predict(est.sample(20, cluster=1, random_state=3)) == 1).mean() >= 0.8
+
+
+def test_save_load_round_trip(fitted, tmp_path: Path) -> None:
+    est, x, _ = fitted
+    est.save(tmp_path / "c.safetensors")
+    back = VAEClusterer.load(tmp_path / "c.safetensors")
+    np.testing.assert_array_equal(back.predict(x), est.predict(x))
+    np.testing.assert_allclose(back.predict_proba(x), est.predict_proba(x), atol=1e-12)
+    np.testing.assert_array_equal(back.labels_, est.labels_)
+    assert back.get_params() == est.get_params()
+    # a file of another kind is refused with one line
+    torch_file = tmp_path / "m.safetensors"
+    est.model_.save(torch_file)
+    with pytest.raises(Exception, match="not a vaekit clusterer file"):
+        VAEClusterer.load(torch_file)
+
+
+def test_clone_is_unfitted_with_same_params(fitted) -> None:
+    from sklearn.base import clone
+
+    est, _, _ = fitted
+    c = clone(est)
+    assert c.get_params() == est.get_params()
+    assert not hasattr(c, "model_") and not hasattr(c, "labels_")
+    c.set_params(n_clusters=3)
+    assert c.n_clusters == 3 and est.n_clusters == 4
+
+
+@pytest.mark.parametrize(
+    "k, message",
+    [(1, "n_clusters must be >= 2"), (2.5, "n_clusters must be an integer"),
+     ("3", "n_clusters must be an integer"), (500, "larger than the number of samples")],
+)
+def test_bad_n_clusters(k, message) -> None:
+    x, _ = blobs_through_net(n_per=10)
+    est = VAEClusterer(k, **TINY)
+    with pytest.raises(ValueError, match=message):
+        est.fit(x)
+    assert not hasattr(est, "model_")
+
+
+def test_nan_and_wrong_shape(fitted) -> None:
+    est, x, _ = fitted
+    bad = x.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        VAEClusterer(4, **TINY).fit(bad)
+    with pytest.raises(ValueError, match="NaN"):
+        est.predict(bad)
+    with pytest.raises(ValueError, match="features"):
+        est.predict(x[:, :5])
+
+
+SMALL = dict(latent_dim=2, hidden=(8,), pretrain_epochs=2, pull_epochs=1, epochs=1, n_init=1,
+             batch_size=32, init="gmm")
+
+
+def test_check_estimator() -> None:
+    from sklearn.utils.estimator_checks import check_estimator
+
+    check_estimator(
+        VAEClusterer(3, random_state=0, **SMALL), expected_failed_checks=EXPECTED_FAILED_CHECKS
+    )
+
+
+class _OneAsTwo(VAEClusterer):
+    """For the checks that set n_clusters=1 (refused by design): fit with 2 instead, leaving
+    the parameter as the check set it."""
+
+    def fit(self, X, y=None):
+        if self.n_clusters != 1:
+            return super().fit(X, y)
+        self.n_clusters = 2
+        try:
+            return super().fit(X, y)
+        finally:
+            self.n_clusters = 1
+
+
+@pytest.mark.parametrize("check", sorted(EXPECTED_FAILED_CHECKS))
+def test_checks_that_set_one_cluster_hold_for_two(check: str) -> None:
+    from sklearn.utils import estimator_checks
+
+    getattr(estimator_checks, check)("VAEClusterer", _OneAsTwo(3, random_state=0, **SMALL))
+
+
+# --- guards -----------------------------------------------------------------------------------
+
+
+def test_variance_floor_keeps_unused_dimensions_from_collapsing() -> None:
+    """A latent dimension that is constant inside every cluster still gets a prior variance
+    of at least the posterior variance (the cause of collapse into one cluster)."""
+    rng = np.random.default_rng(0)
+    z = np.c_[rng.normal(size=(100, 1)) + np.repeat([0, 8], 50)[:, None], np.zeros((100, 1))]
+    z_var = np.full_like(z, 0.01)
+    labels = np.repeat([0, 1], 50)
+    _, variances, weights = mixture_moments(z, z_var, labels, 2)
+    assert np.all(variances[:, 1] >= 0.01)
+    np.testing.assert_allclose(weights, [0.5, 0.5])
+
+
+def test_empty_cluster_is_reseeded() -> None:
+    torch.manual_seed(0)
+    model = VAE.from_config(
+        ModelConfig(event_shape=(2,), latent_dim=2, hidden=(4,), prior="cluster", num_classes=3,
+                    likelihood="gaussian")
+    )
+    with torch.no_grad():  # an identity-like encoder: codes = x
+        model.encoder.net[0].weight.zero_()
+        model.encoder.net[0].bias.zero_()
+        model.encoder.net[-1].weight.zero_()
+        model.encoder.net[-1].bias.fill_(-8.0)
+    x = torch.cat([torch.randn(40, 2) * 0.3 + 5, torch.randn(40, 2) * 0.3 - 5])
+    model.encoder = torch.nn.Sequential(_Codes())
+    # two components sit on the two groups, the third far away: it is empty
+    model.prior.set_mixture([[5, 5], [-5, -5], [50, 50]], np.ones((3, 2)), [0.4, 0.4, 0.2])
+    assert responsibilities(model, x).argmax(1).bincount(minlength=3)[2] == 0
+    assert reseed_empty(model, x, min_size=5) == [2]
+    sizes = responsibilities(model, x).argmax(1).bincount(minlength=3)
+    assert sizes.min() >= 5
+    assert float(torch.softmax(model.prior.logits, -1).sum()) == pytest.approx(1)
+
+
+class _Codes(torch.nn.Module):
+    """x -> (mean = x, logvar = -8)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, torch.full_like(x, -8.0)], -1)
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+CLI_TINY = ["--latent-dim", "2", "--hidden", "32", "--pretrain-epochs", "3", "--pull-epochs",
+            "2", "--epochs", "1", "--n-init", "2", "--quiet"]
+
+
+def _csv_data(tmp_path: Path, labels: bool = True) -> Path:
+    x, y = blobs_through_net(n_per=20)
+    path = tmp_path / "blobs.csv"
+    cols = [f"f{i}" for i in range(x.shape[1])] + (["label"] if labels else [])
+    rows = [list(map(str, r)) + ([str(c)] if labels else []) for r, c in zip(x, y, strict=True)]
+    path.write_text("\n".join([",".join(cols), *(",".join(r) for r in rows)]) + "\n")
+    return path
+
+
+def test_cli_train_assign_and_metrics(tmp_path: Path, capsys) -> None:
+    data = _csv_data(tmp_path)
+    out = tmp_path / "run"
+    code = main(["cluster", "--data", str(data), "--label-column", "label", "--k", "4",
+                 "--out", str(out), *CLI_TINY])
+    assert code == 0
+    rows = list(csv.DictReader((out / "clusters.csv").open()))
+    assert len(rows) == 80 and set(rows[0]) == {"index", "cluster", "probability"}
+    assert all(0 <= int(r["cluster"]) < 4 and 0 < float(r["probability"]) <= 1 for r in rows)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= {"hungarian_accuracy", "nmi", "ari"}
+    assert "accuracy" not in metrics and "purity" not in metrics
+    assigned = tmp_path / "new.csv"
+    assert main(["cluster", str(out), "--data", str(data), "--label-column", "label",
+                 "--out", str(assigned)]) == 0
+    again = list(csv.DictReader(assigned.open()))
+    assert [r["cluster"] for r in again] == [r["cluster"] for r in rows]
+
+
+def test_cli_no_labels_no_metrics(tmp_path: Path) -> None:
+    data = _csv_data(tmp_path, labels=False)
+    out = tmp_path / "run"
+    assert main(["cluster", "--data", str(data), "--k", "3", "--out", str(out), *CLI_TINY]) == 0
+    assert (out / "clusters.csv").is_file() and not (out / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("k", ["1", "1000"])
+def test_cli_bad_k_writes_nothing(tmp_path: Path, capsys, k: str) -> None:
+    data = _csv_data(tmp_path)
+    out = tmp_path / "run"
+    code = main(["cluster", "--data", str(data), "--k", k, "--out", str(out), *CLI_TINY])
+    err = capsys.readouterr().err
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "n_clusters" in err
+    assert not out.exists()
+
+
+def test_cli_k_not_integer(tmp_path: Path, capsys) -> None:
+    data = _csv_data(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["cluster", "--data", str(data), "--k", "2.5", "--out", str(tmp_path / "r")])
+    assert e.value.code != 0
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_nan_and_wrong_shape_write_nothing(tmp_path: Path, capsys) -> None:
+    data = _csv_data(tmp_path, labels=False)
+    bad = tmp_path / "nan.csv"
+    lines = data.read_text().splitlines()
+    lines[3] = "nan" + lines[3][lines[3].index(","):]
+    bad.write_text("\n".join(lines) + "\n")
+    code = main(["cluster", "--data", str(bad), "--k", "3", "--out", str(tmp_path / "r"),
+                 *CLI_TINY])
+    err = capsys.readouterr().err
+    assert code == 1 and "NaN" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+    out = tmp_path / "run"
+    assert main(["cluster", "--data", str(data), "--k", "3", "--out", str(out), *CLI_TINY]) == 0
+    capsys.readouterr()
+    narrow = tmp_path / "narrow.csv"
+    narrow.write_text("a,b\n1,2\n3,4\n")
+    code = main(["cluster", str(out), "--data", str(narrow), "--out", str(tmp_path / "a.csv")])
+    err = capsys.readouterr().err
+    assert code == 1 and "features" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a.csv").exists()
+
+
+# --- pictures ---------------------------------------------------------------------------------
+
+
+def test_draw_clusters_from_estimator_and_run(fitted, tmp_path: Path) -> None:
+    from vaekit.cluster_plots import draw_clusters
+
+    est, x, y = fitted
+    out = draw_clusters(est, x, y, tmp_path / "figs")
+    assert set(out) == {"cluster_latent", "cluster_latent_labels"}  # tables: no sample grid
+    assert all(p.is_file() and p.stat().st_size > 0 for p in out.values())
+
+    images = np.clip(x.reshape(-1, 1, 3, 4) * 0.2 + 0.5, 0, 1)  # tiny images in [0, 1]
+    small = VAEClusterer(4, random_state=0, **{**TINY, "pretrain_epochs": 2, "pull_epochs": 1,
+                                               "epochs": 1})
+    out = draw_clusters(small.fit(images), images, None, tmp_path / "img")
+    assert set(out) == {"cluster_samples", "cluster_latent"}
+
+    data = _csv_data(tmp_path)
+    run = tmp_path / "run"
+    assert main(["cluster", "--data", str(data), "--label-column", "label", "--k", "4",
+                 "--out", str(run), *CLI_TINY]) == 0
+    out = draw_clusters(run)  # reads the run's data again; writes into the run directory
+    assert set(out) == {"cluster_latent", "cluster_latent_labels"}
+    assert all(p.parent == run for p in out.values())
