@@ -236,37 +236,15 @@ def fit(
     with _training_mode(model, cfg, device), _interrupts(run_dir, saved, bar):
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
-            model.train()
             source = train_rows
             if dynamic_binarize:  # drawn on the CPU: the same draw on every device
                 drawn = torch.bernoulli(x_train[torch.arange(n)], generator=shuffle)
                 source = DeviceRows(drawn, device, train_rows.resident)
             perm = train_rows.place_indices(torch.randperm(n, generator=shuffle))
-            sums = torch.zeros(3, device=device)
             step0 = (epoch - 1) * steps_per_epoch
-            last_shown = time.monotonic()
-            for i, idx in enumerate(perm.split(cfg.batch_size)):
-                step = step0 + i
-                beta = cfg.beta * min(1.0, (step + 1) / warmup_steps) if warmup_steps else cfg.beta
-                loss = model.loss(
-                    source[idx],
-                    y=None if train_labels is None else train_labels[idx],
-                    samples=cfg.samples,
-                    beta=beta,
-                    analytic_kl=cfg.analytic_kl,
-                    objective=cfg.objective,
-                    mi_weight=cfg.mi_weight,
-                    mi_estimator=cfg.mi_estimator,
-                )
-                step_optimizer(model, optimizer, loss.total, cfg.grad_clip)
-                sums += torch.stack(loss).detach() * len(idx)
-                if bar is not None and time.monotonic() - last_shown > 0.5:
-                    last_shown = time.monotonic()
-                    bar.set_postfix_str(
-                        _postfix(sums / (i * cfg.batch_size + len(idx))), refresh=False
-                    )
-                    bar.update(0)
-
+            sums, beta = _train_epoch(
+                model, optimizer, source, train_labels, perm, cfg, step0, warmup_steps, bar
+            )
             train = (sums / n).tolist()
             if not all(math.isfinite(v) for v in train):
                 if bar is not None:
@@ -274,43 +252,17 @@ def fit(
                 model.load_state_dict(best_weights if best_weights is not None else initial)
                 raise TrainingError(_nonfinite_message(run_dir, epoch, train[0]))
             val = None if x_val is None else evaluate_loss(model, x_val, cfg.batch_size, y_val, cfg)
-            row = {
-                "epoch": epoch,
-                "train_loss": train[0],
-                "train_rate": train[1],
-                "train_distortion": train[2],
-                "val_loss": val[0] if val else math.nan,
-                "val_rate": val[1] if val else math.nan,
-                "val_distortion": val[2] if val else math.nan,
-                "beta": beta,
-                "seconds": time.perf_counter() - t0,
-            }
+            row = _epoch_row(epoch, train, val, beta, time.perf_counter() - t0)
             history.append(row)
-            score = val[0] if val else train[0]
-            improved = score < state["best"]
+            improved = _track_best(state, val[0] if val else train[0], epoch)
             if improved:
-                state.update(best=score, best_epoch=epoch, bad=0)
                 best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                state["bad"] += 1
-            state["epoch"] = epoch
             stop = cfg.patience is not None and x_val is not None and state["bad"] >= cfg.patience
             with interrupts_deferred():  # a Ctrl-C here waits: model, checkpoint, metrics agree
                 if run_dir is not None:
-                    if improved:
-                        model.save(run_dir / MODEL)
-                    _save_checkpoint(run_dir / CHECKPOINT, model, optimizer, shuffle, state, cfg)
-                    write_metrics(run_dir / METRICS, history)
+                    _save_epoch(run_dir, model, optimizer, shuffle, state, cfg, history, improved)
                 saved[0] = epoch
-            if tb is not None:
-                for key, value in row.items():
-                    if key != "epoch" and math.isfinite(value):
-                        tb.add_scalar(key, value, epoch)
-            if on_epoch is not None:
-                on_epoch(row)
-            if bar is not None:
-                bar.set_postfix_str(_postfix(torch.tensor(train), val), refresh=False)
-                bar.update(1)
+            _log_epoch(row, train, val, tb, bar, on_epoch)
             if stop:
                 break
 
@@ -322,6 +274,112 @@ def fit(
         model.load_state_dict(best_weights)
     model.eval()
     return history
+
+
+def _train_epoch(
+    model: VAE,
+    optimizer: torch.optim.Optimizer,
+    source: DeviceRows,
+    labels: DeviceRows | None,
+    perm: torch.Tensor,
+    cfg: TrainConfig,
+    step0: int,
+    warmup_steps: int,
+    bar: Any,
+) -> tuple[torch.Tensor, float]:
+    """One pass over the shuffled index batches: the hot path. Returns the summed
+    [total, rate, distortion] (a device tensor, never read back per step) and the last beta."""
+    model.train()
+    sums = torch.zeros(3, device=source.device)
+    beta, seen, last_shown = cfg.beta, 0, time.monotonic()
+    for i, idx in enumerate(perm.split(cfg.batch_size)):
+        if warmup_steps:  # the rate's weight ramps linearly over the warm-up steps
+            beta = cfg.beta * min(1.0, (step0 + i + 1) / warmup_steps)
+        loss = model.loss(
+            source[idx],
+            y=None if labels is None else labels[idx],
+            samples=cfg.samples,
+            beta=beta,
+            analytic_kl=cfg.analytic_kl,
+            objective=cfg.objective,
+            mi_weight=cfg.mi_weight,
+            mi_estimator=cfg.mi_estimator,
+        )
+        step_optimizer(model, optimizer, loss.total, cfg.grad_clip)
+        sums += torch.stack(loss).detach() * len(idx)
+        seen += len(idx)
+        if bar is not None and time.monotonic() - last_shown > 0.5:  # at most twice a second
+            last_shown = time.monotonic()
+            bar.set_postfix_str(_postfix(sums / seen), refresh=False)
+            bar.update(0)
+    return sums, beta
+
+
+def _epoch_row(
+    epoch: int, train: list[float], val: list[float] | None, beta: float, seconds: float
+) -> dict[str, float]:
+    """One metrics.csv row (nats per example; val_* NaN without validation data)."""
+    val = val or [math.nan] * 3
+    return {
+        "epoch": epoch,
+        "train_loss": train[0],
+        "train_rate": train[1],
+        "train_distortion": train[2],
+        "val_loss": val[0],
+        "val_rate": val[1],
+        "val_distortion": val[2],
+        "beta": beta,
+        "seconds": seconds,
+    }
+
+
+def _track_best(state: dict[str, Any], score: float, epoch: int) -> bool:
+    """Early stopping's bookkeeping: whether `score` (validation loss, else training loss)
+    improved on the best; counts the epochs without improvement in state["bad"]."""
+    state["epoch"] = epoch
+    if score < state["best"]:
+        state.update(best=score, best_epoch=epoch, bad=0)
+        return True
+    state["bad"] += 1
+    return False
+
+
+def _save_epoch(
+    run_dir: Path,
+    model: VAE,
+    optimizer: torch.optim.Optimizer,
+    shuffle: torch.Generator,
+    state: dict[str, Any],
+    cfg: TrainConfig,
+    history: list[dict[str, float]],
+    improved: bool,
+) -> None:
+    """The save unit: the best model (when it improved), the checkpoint and metrics.csv, which
+    always agree (the caller holds Ctrl-C until all three are written)."""
+    if improved:
+        model.save(run_dir / MODEL)
+    _save_checkpoint(run_dir / CHECKPOINT, model, optimizer, shuffle, state, cfg)
+    write_metrics(run_dir / METRICS, history)
+
+
+def _log_epoch(
+    row: dict[str, float],
+    train: list[float],
+    val: list[float] | None,
+    tb: Any,
+    bar: Any,
+    on_epoch: Callable[[dict[str, float]], None] | None,
+) -> None:
+    """The epoch's row to TensorBoard, the caller's hook and the progress bar."""
+    if tb is not None:
+        for key, value in row.items():
+            if key != "epoch" and math.isfinite(value):
+                tb.add_scalar(key, value, int(row["epoch"]))
+    if on_epoch is not None:
+        on_epoch(row)
+    if bar is not None:
+        bar.set_postfix_str(_postfix(torch.tensor(train), val), refresh=False)
+        bar.update(1)
 
 
 @torch.no_grad()
