@@ -34,6 +34,11 @@ CAPTIONS: dict[str, str] = {
     "(mean of p(x|z,y)).",
     "style": "Style transfer: each held-out input (first column) encoded with its own label, "
     "and its z decoded with every label in turn: same style, another class.",
+    "anomalies": "Anomaly scores: the most anomalous inputs of the scored data beside their "
+    "reconstructions, then the least anomalous (images), or their most deviating features "
+    "(tables).",
+    "anomaly_scores": "The distribution of the anomaly scores of the scored data (higher is "
+    "more abnormal), with the threshold marked.",
     "curves": "Training curves: total loss (−ELBO), rate (KL) and distortion, in nats per "
     "example, for the training and validation splits.",
 }

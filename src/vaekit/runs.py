@@ -274,9 +274,14 @@ def evaluate_split(run: Run, splits: Splits) -> dict[str, float]:
 
 
 def draw(
-    run: Run, *, splits: Splits | None = None, figures: dict[str, Any] | None = None
+    run: Run,
+    *,
+    splits: Splits | None = None,
+    figures: dict[str, Any] | None = None,
+    extra: dict[str, Path] | None = None,
 ) -> dict[str, Path]:
-    """Write the run's pictures and report.html; returns {name: path}."""
+    """Write the run's pictures and report.html; returns {name: path}. extra: pictures drawn
+    by an application (e.g. `vaekit.anomaly_plots.draw_anomaly`) to show in the report too."""
     from vaekit.plots import plot_run
     from vaekit.report import write_report
 
@@ -294,6 +299,7 @@ def draw(
         metrics_csv=run.path / METRICS,
         to_display=run.to_display,
     )
+    images.update(extra or {})
     if figures is None and (run.path / EVALUATION).is_file():
         figures = json.loads((run.path / EVALUATION).read_text())
     write_report(

@@ -45,7 +45,9 @@ EXAMPLES = {
   vaekit sample runs/faces --label smiling -n 16 --out s.npz   # a class name of the run""",
     "reconstruct": "example:\n  vaekit reconstruct runs/digits --data digits --out recon.png",
     "encode": "example:\n  vaekit encode runs/digits --data digits --out codes.npz",
-    "plot": "example:\n  vaekit plot runs/digits     # pictures + report.html in the run directory",
+    "plot": """examples:
+  vaekit plot runs/digits     # pictures + report.html in the run directory
+  vaekit plot runs/normal --data new.csv --contamination 0.05   # + the anomaly pictures""",
 }
 
 
@@ -139,9 +141,7 @@ def build_parser() -> Parser:
         choices=["elbo", "iwae", "infomax"],
         help="elbo, iwae, or infomax: an encoder-only model, prior + mutual information [elbo]",
     )
-    g.add_argument(
-        "--mi-estimator", choices=["jsd", "infonce"], help="infomax: MI estimator [jsd]"
-    )
+    g.add_argument("--mi-estimator", choices=["jsd", "infonce"], help="infomax: MI estimator [jsd]")
     g.add_argument("--mi-weight", type=float, help="infomax: weight of the MI term [1.0]")
     g.add_argument("--samples", type=int, help="samples per input: S for elbo, K for iwae [1]")
     g.add_argument("--beta", type=float, help="weight of the rate (KL) term [1.0]")
@@ -229,6 +229,19 @@ def build_parser() -> Parser:
         formatter_class=fmt,
     )
     p.add_argument("run", type=Path)
+    p.add_argument(
+        "--data",
+        help="also score this source for anomalies against the run (trained on normal data): "
+        "the most and least anomalous inputs, and the score histogram with the threshold",
+    )
+    p.add_argument(
+        "--score",
+        default="recon-error",
+        help="anomaly score with --data: elbo, iwae, recon-prob or recon-error [recon-error]",
+    )
+    t = p.add_mutually_exclusive_group()
+    t.add_argument("--contamination", type=float, help="with --data: the expected outlier share")
+    t.add_argument("--threshold", type=float, help="with --data: the score threshold")
     for module in command_modules():
         module.add_parser(sub)
     return parser
@@ -475,7 +488,22 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from vaekit.runs import Run, draw
 
     run = Run.load(args.run)
-    images = draw(run)
+    extra = {}
+    if args.data is not None:
+        from vaekit.anomaly_plots import draw_anomaly
+
+        x, _ = run.data(args.data)
+        extra = draw_anomaly(
+            run,
+            x,
+            run.path,
+            score=args.score,
+            contamination=args.contamination,
+            threshold=args.threshold,
+        )
+    elif args.contamination is not None or args.threshold is not None:
+        raise UserError("--contamination and --threshold go with --data (the data to score)")
+    images = draw(run, extra=extra)
     for path in images.values():
         print(f"wrote {path}")
     print(f"wrote {run.path / 'report.html'}")
