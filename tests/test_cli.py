@@ -786,3 +786,20 @@ def test_abbreviated_flags_are_refused(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--dat" in err
+
+
+def test_plot_with_data_adds_the_anomaly_pictures(demo: Path, tmp_path: Path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(demo, run_dir)
+    rc, out, err = run(capsys, "plot", run_dir, "--data", "digits", "--contamination", 0.05)
+    assert rc == 0, err
+    report = (run_dir / "report.html").read_text()
+    for name in ("anomalies.png", "anomaly_scores.png"):
+        assert Image.open(run_dir / name).format == "PNG"
+        assert name in report and f"wrote {run_dir / name}" in out
+    before = tree_hash(run_dir)
+    rc, _, err = run(capsys, "plot", run_dir, "--threshold", 3)
+    assert "go with --data" in assert_one_line_error(rc, err)
+    rc, _, err = run(capsys, "plot", run_dir, "--data", "digits", "--score", "nope")
+    assert_one_line_error(rc, err)
+    assert tree_hash(run_dir) == before  # a refused command writes nothing
