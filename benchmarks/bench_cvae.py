@@ -65,7 +65,13 @@ def build(arm: str, splits, latent: int, seed: int) -> VAE:
 
 
 def train(
-    model: VAE, splits, epochs: int, seed: int, patience: int | None = None
+    model: VAE,
+    splits,
+    epochs: int,
+    seed: int,
+    patience: int | None = None,
+    objective: str = "elbo",
+    samples: int = 1,
 ) -> tuple[float, int]:
     """Train; return samples/s over the whole run (fit's own per-epoch seconds) and the epochs
     run. With a validation split and patience, early stopping keeps the best epoch's weights."""
@@ -73,7 +79,8 @@ def train(
     val = splits.val.x if len(splits.val.x) else None
     history = fit(
         model, splits.train.x, val,
-        TrainConfig(epochs=epochs, batch_size=128, seed=seed, patience=patience),
+        TrainConfig(epochs=epochs, batch_size=128, seed=seed, patience=patience,
+                    objective=objective, samples=samples),
         y_train=splits.train.y if labelled else None,
         y_val=splits.val.y if labelled and val is not None else None,
         progress=False, dynamic_binarize=True,
@@ -88,7 +95,8 @@ def quality(args: argparse.Namespace, splits) -> dict[str, dict[str, float]]:
     for arm in args.arms:
         t0 = time.perf_counter()
         model = build(arm, splits, args.latent, args.seed)
-        speed, epochs = train(model, splits, args.epochs, args.seed, args.patience)
+        speed, epochs = train(model, splits, args.epochs, args.seed, args.patience,
+                              args.objective, args.samples)
         y = splits.test.y if model.observes_labels else None
         torch.manual_seed(args.seed + 1)
         ll = model.log_likelihood(x_test, y, k=args.k)
@@ -132,7 +140,7 @@ def speed(args: argparse.Namespace, splits) -> dict[str, object]:
 
 def write(args: argparse.Namespace, splits, results, timing) -> Path:
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"cvae_{args.data}"
+    stem = RESULTS / f"cvae_{args.data}{args.tag}"
     meta = {
         "data": args.data,
         "train": len(splits.train.x),
@@ -143,6 +151,7 @@ def write(args: argparse.Namespace, splits, results, timing) -> Path:
         "epochs": args.epochs,
         "latent": args.latent,
         "k": args.k,
+        "objective": f"{args.objective} (S/K={args.samples})",
         "torch": torch.__version__,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "date": time.strftime("%Y-%m-%d"),
@@ -157,7 +166,8 @@ def write(args: argparse.Namespace, splits, results, timing) -> Path:
         f"torch {meta['torch']}, {meta['machine']}. {meta['train']} training / {meta['val']} "
         f"validation / {meta['test']} test images, MLP D-512-256, latent {args.latent}, up to "
         f"{args.epochs} epochs (early stopping: patience {args.patience} on the validation "
-        "-ELBO, best epoch kept), batch 128, dynamic binarization; log-likelihoods on one "
+        f"-ELBO, best epoch kept), batch 128, objective {meta['objective']}, dynamic "
+        "binarization; log-likelihoods on one "
         f"fixed binarized draw of the test split, K={args.k}.",
         "",
         "| arm | -log p(x) or -log p(x\\|y), nats | conditional accuracy | judge on real test "
@@ -200,6 +210,9 @@ def main() -> None:
     p.add_argument("--patience", type=int, default=30)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--speed-only", action="store_true", help="only the alternated speed phase")
+    p.add_argument("--objective", choices=["elbo", "iwae"], default="elbo")
+    p.add_argument("--samples", type=int, default=1, help="S for elbo, K for iwae [1]")
+    p.add_argument("--tag", default="", help="suffix of the results files (variants)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -314,6 +314,13 @@ def test_class_names_from_folders_are_kept_and_accepted_by_sample(tmp_path: Path
     )
     assert "not a class of this run; its classes are cats, dogs" in assert_one_line_error(rc, err)
     assert not (tmp_path / "b.npz").exists()
+    rc, _, err = run(capsys, "encode", out, "--data", tmp_path / "img", "--out", tmp_path / "e.csv")
+    assert rc == 0, err
+    lines = (tmp_path / "e.csv").read_text().splitlines()
+    assert lines[0].endswith(",label") and {r.rsplit(",", 1)[1] for r in lines[1:]} == {
+        "cats",
+        "dogs",
+    }
 
 
 def _npz(path: Path, y) -> Path:

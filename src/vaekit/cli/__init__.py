@@ -470,16 +470,14 @@ def cmd_encode(args: argparse.Namespace) -> int:
     else:
         d = mean_np.shape[1]
         header = [f"mean_{i}" for i in range(d)] + [f"logvar_{i}" for i in range(d)]
-        table = np.concatenate([mean_np, logvar_np], axis=1)
-        if y is not None:
+        rows = [[f"{v:.6g}" for v in r] for r in np.concatenate([mean_np, logvar_np], axis=1)]
+        if y is not None:  # the class names where the run has them, else the indices
+            names = run.config.model.class_names
             header.append("label")
-            table = np.concatenate([table, y.numpy()[:, None].astype(np.float32)], axis=1)
-        write_atomic(
-            args.out,
-            lambda f: np.savetxt(
-                f, table, delimiter=",", header=",".join(header), comments="", fmt="%.6g"
-            ),
-        )
+            for r, label in zip(rows, y.tolist(), strict=True):
+                r.append(names[label] if names and 0 <= label < len(names) else str(label))
+        text = "\n".join(",".join(r) for r in [header, *rows]) + "\n"
+        write_atomic(args.out, lambda f: Path(f).write_text(text))
     print(f"wrote {args.out}: {len(mean_np)} examples x {mean_np.shape[1]} latent dimensions")
     return 0
 
