@@ -1,0 +1,19 @@
+"""`vaekit serve`: a live latent-space explorer in the browser for a trained run.
+
+`create_app(run_dir)` builds the FastAPI app (the page and its JSON API); the `vaekit serve`
+command runs it with uvicorn, bound to loopback unless asked otherwise. FastAPI is an optional
+dependency (`pip install 'vaekit[serve]'`), so nothing here is imported by `import vaekit`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["create_app"]
+
+
+def create_app(run_dir: Any, **kwargs: Any) -> Any:
+    """The explorer app for the run in `run_dir` (see `vaekit.serve.app.create_app`)."""
+    from vaekit.serve.app import create_app as create
+
+    return create(run_dir, **kwargs)
