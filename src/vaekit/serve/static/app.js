@@ -121,6 +121,7 @@
       const out = document.createElement("output");
       Object.assign(input, {type: "range", min: -RANGE, max: RANGE, step: 0.01, value: 0});
       input.dataset.dim = i;
+      out.textContent = "0.00";
       input.setAttribute("aria-label", `z${i + 1}`);
       input.addEventListener("input", () => {
         state.z[i] = Number(input.value);
