@@ -1,0 +1,332 @@
+"""Features without a decoder: the "prior + mutual information" view of the VAE.
+
+The derivation. Write the data distribution p~(x) and the encoder q(z|x); the VAE minimizes
+
+    KL(p~(x) q(z|x) || p(z) p(x|z))
+      = E_x[ KL(q(z|x) || p(z)) ]  -  E_{x,z}[ log p(x|z) ]  -  H(x).
+
+Under the joint q(x, z) = p~(x) q(z|x), the reconstruction term is bounded by the conditional
+entropy, -E log p(x|z) >= H(x|z) = H(x) - I_q(x; z), with equality when the decoder is the
+exact posterior q(x|z). So, for the best possible decoder,
+
+    VAE loss  =  E_x[ KL(q(z|x) || p(z)) ]  -  I_q(x; z)          (+ a constant),
+                 `------- prior term ----'    `- information term -'
+
+and the decoder is only the *variational bound* on I_q(x; z). Replace the bound by a direct
+estimate of I(x; z) and the decoder is gone. With weights (beta on the prior term, mi_weight on
+the information term) the loss here is
+
+    loss = beta * E_x[KL(q(z|x) || p(z))]  -  mi_weight * MI_hat(x; z).
+
+What each term does. Since E_x KL(q(z|x) || p(z)) = I_q(x; z) + KL(q(z) || p(z)) (q(z) the
+aggregate posterior), the loss with an exact estimate is
+
+    loss = beta * KL(q(z) || p(z))  -  (mi_weight - beta) * I_q(x; z).
+
+  * the prior term (beta) keeps the codes where the prior is: each q(z|x) is pulled toward
+    p(z), and over the data the aggregate posterior q(z) toward p(z), so the features are
+    centred, on a common scale and noise-robust (z is a noisy sample; a feature must survive
+    the posterior's noise to count as information);
+  * the information term (mi_weight) rewards keeping information about x in z. Only its excess
+    over beta rewards information: at mi_weight = beta the exact objective is KL(q(z) || p(z))
+    alone, which a z that forgets x minimizes. So mi_weight > beta (in nats: the InfoNCE
+    estimate is in nats, and then mi_weight / beta is the exchange rate between nats of
+    information kept and nats of rate paid).
+
+The estimators. A critic T(x, z) scores every pair of a batch: scores[i, j] = T(x_i, z_j), z_j a
+reparameterized draw of q(z|x_j). The diagonal holds draws of the joint q(x, z); off the
+diagonal z is shuffled across the batch, draws of the product p~(x) q(z). Two forms:
+
+  * InfoNCE (van den Oord et al. 2018): mean_i [T_ii - logsumexp_j T_ij] + log B, a lower bound
+    on I(x; z) in nats for any critic, never above log B (B the batch size); tight when
+    I << log B and T is the log density ratio up to a function of x.
+  * Jensen-Shannon (the f-GAN form Deep InfoMax uses): E_joint[-softplus(-T)] -
+    E_product[softplus(T)] + log 4, a lower bound on 2 * JSD(q(x, z) || p~(x) q(z)) in nats
+    (0 at independence, at most log 4). Not I(x; z) itself, but its critic's optimum is the log
+    density ratio T* = log q(x, z) / (p~(x) q(z)), so the matched-pair mean E_joint[T] of a
+    well-trained JSD critic estimates I(x; z) in nats (an estimate, not a bound: it can land on
+    either side of the truth; no log B cap). It is steadier to train than InfoNCE (Hjelm et
+    al. 2019), at the price of not being in nats, so its mi_weight is on another scale.
+
+What information counts: the critic sees a noisy view. Information about x alone does not
+pick features: I(x; z) is unchanged by any invertible map of z, so an encoder that keeps "which
+example is this" by any feature at all (a pixel pattern no class shares) scores as well as one
+that keeps the digit's shape. The VAE's decoder breaks that tie through its likelihood: a
+Bernoulli or Gaussian p(x|z) only rewards information at the scale of its own noise, so the
+code spends its nats on the large, common variations of x. The critic does the same here:
+during training it scores z against x~ = x + s * std(x) * sqrt(D) * eps (eps ~ N(0, I),
+std(x) the batch's overall standard deviation, D the number of features, s = `critic_noise`),
+and
+
+    I(x~; z) <= I(x; z)                   (data processing: z <- x -> x~),
+
+so maximizing the estimate of I(x~; z) rewards exactly the information about x that survives
+pixel noise of that scale: coarse structure first, as the likelihood's noise does in a VAE and
+input noise does in Linsker's infomax (where it makes the linear solution principal
+components). The sqrt(D) makes the noise resolution-free: a feature that averages a region of
+pixels sees the same noise whether the image has 8x8 or 28x28 of them (s = 0.15 suits both the
+8x8 digits and 28x28 MNIST; without noise the 5-NN accuracy on the digits' posterior means
+fell from 0.97 to 0.77). Evaluation (eval mode) scores clean x.
+
+Units: `Loss.distortion` holds minus the MI estimate in nats (the decoder-free analogue of
+-E log p(x|z) >= H(x) - I(x; z), so lower is better, as for a VAE): the InfoNCE bound for
+`estimator="infonce"`, the JSD critic's matched-pair mean E_joint[T] for `estimator="jsd"`.
+
+Cost: the critic is separable, T(x, z) = f(x) . g(z) / sqrt(critic_dim), with f and g small
+MLPs: one (B, k) x (k, B) matrix product scores all B^2 pairs, so a step costs the encoder plus
+f (one narrow layer over x) instead of the encoder plus a full decoder and its likelihood.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaekit.config import ModelConfig
+from vaekit.nets import mlp
+from vaekit.objectives import Loss
+
+if TYPE_CHECKING:
+    from vaekit.models import VAE
+
+ESTIMATORS = ("jsd", "infonce")
+# The critic's view x + s * std(x) * sqrt(D) * eps in training: s in units of the batch's
+# standard deviation (images in [0, 1] and standardized tables alike) times sqrt(D) (any
+# resolution alike); see the module docstring.
+CRITIC_NOISE = 0.15
+LOG4 = math.log(4.0)
+
+
+class SeparableCritic(nn.Module):
+    """T(x, z) = f(x) . g(z) / sqrt(k) for every pair of a batch.
+
+    f: flattened x (D,) -> x_hidden... -> k; g: z (latent,) -> z_hidden... -> k (activations
+    between layers). forward(x: (batch, *event_shape), z: (batch, latent)) -> (batch, batch)
+    with scores[i, j] = T(x_i, z_j). The 1/sqrt(k) keeps a fresh critic's scores near unit
+    scale whatever k is.
+    """
+
+    def __init__(
+        self,
+        x_dim: int,
+        latent: int,
+        x_hidden: tuple[int, ...],
+        z_hidden: tuple[int, ...],
+        dim: int,
+        activation: str,
+    ):
+        super().__init__()
+        self.f = mlp([x_dim, *x_hidden, dim], activation)
+        self.g = mlp([latent, *z_hidden, dim], activation)
+        self.scale = 1.0 / math.sqrt(dim)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return (self.f(x.flatten(1)) * self.scale) @ self.g(z).T
+
+
+def build_critic(cfg: ModelConfig) -> nn.Module:
+    """The critic T(x, z) an encoder-only config describes: forward(x: (batch, *event_shape),
+    z: (batch, latent)) -> (batch, batch) scores, scores[i, j] = T(x_i, z_j).
+
+    Separable, T(x, z) = (A x) . g(z) / sqrt(k): A one linear map of the flattened x to
+    k = `critic_dim`, g an MLP of z through `critic_hidden` to k (`activation` between).
+    Linear in x on purpose: T is then x . d(z) with d(z) = A^T g(z) / sqrt(k) a template in
+    data space, the same form as a Gaussian decoder's log-likelihood up to terms that InfoNCE
+    cancels (-|x - d(z)|^2 / 2 s^2 = x . d(z) / s^2 - |d(z)|^2 / 2 s^2 - |x|^2 / 2 s^2): a
+    decoder scored by contrast instead of by likelihood, one narrow layer over x, so a step
+    costs little more than the encoder. An MLP over x (x_hidden) made the features worse on
+    MNIST and the steps slower (benchmarks/results/infomax_mnist.md). For either `arch`.
+    """
+    x_hidden = tuple(getattr(cfg, "critic_x_hidden", ()))
+    hidden = tuple(getattr(cfg, "critic_hidden", (256,)))
+    dim = int(getattr(cfg, "critic_dim", 64))
+    if dim < 1 or any(h < 1 for h in (*hidden, *x_hidden)):
+        raise ValueError(f"critic sizes must be positive, got hidden={hidden}, dim={dim}")
+    return SeparableCritic(
+        math.prod(cfg.event_shape), cfg.latent_dim, x_hidden, hidden, dim, cfg.activation
+    )
+
+
+def _check_scores(scores: torch.Tensor) -> None:
+    if scores.dim() != 2 or scores.shape[0] != scores.shape[1]:
+        raise ValueError(
+            f"critic scores must be a square (batch, batch) matrix, got {tuple(scores.shape)}"
+        )
+
+
+def mi_jsd(scores: torch.Tensor) -> torch.Tensor:
+    """The Jensen-Shannon MI objective of Deep InfoMax from scores (B, B) (diagonal: matched
+    pairs, off the diagonal: shuffled pairs): E_joint[-softplus(-T)] - E_product[softplus(T)] +
+    log 4, a scalar lower bound on 2 * JSD(joint || product) in nats, in [.., log 4]; 0 for a
+    critic that scores every pair 0. With B = 1 there is no shuffled pair: returns 0 (with a
+    graph, so a trainer's last one-example batch steps harmlessly)."""
+    _check_scores(scores)
+    b = scores.shape[0]
+    if b < 2:
+        return scores.sum() * 0.0
+    pos = -F.softplus(-scores.diagonal()).mean()
+    # all B^2 softplus terms minus the diagonal's, divided by the B(B-1) off-diagonal pairs
+    neg_all = F.softplus(scores).sum()
+    neg = (neg_all - F.softplus(scores.diagonal()).sum()) / (b * (b - 1))
+    return pos - neg + LOG4
+
+
+def mi_infonce(scores: torch.Tensor) -> torch.Tensor:
+    """InfoNCE from scores (B, B): mean_i [T_ii - logsumexp_j T_ij] + log B, a scalar lower
+    bound on I(x; z) in nats, never above log B. Each x_i picks its own z among the batch's."""
+    _check_scores(scores)
+    b = scores.shape[0]
+    return (scores.diagonal() - torch.logsumexp(scores, dim=1)).mean() + math.log(b)
+
+
+def mi_matched(scores: torch.Tensor) -> torch.Tensor:
+    """E_joint[T]: the mean matched-pair score, nats. For a critic trained with `mi_jsd` (whose
+    optimum is the log density ratio) an estimate of I(x; z) that log B does not cap."""
+    _check_scores(scores)
+    return scores.diagonal().mean()
+
+
+def check_estimator(estimator: str) -> None:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"mi estimator {estimator!r} is not one of {', '.join(ESTIMATORS)}")
+
+
+def _critic_scores(model: VAE, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    run = getattr(model, "run_critic", None)
+    scores = run(x, z) if run is not None else model.critic(x, z)
+    return scores.float()
+
+
+def critic_noise(model: VAE) -> float:
+    """The critic's input noise s (units of the batch's standard deviation times sqrt(D)): the
+    config's `critic_noise` where it has one, else `CRITIC_NOISE`."""
+    return float(getattr(model.config, "critic_noise", CRITIC_NOISE))
+
+
+def critic_view(model: VAE, x: torch.Tensor) -> torch.Tensor:
+    """What the critic sees of x: (batch, *event_shape). In training mode the noisy view x + s *
+    std(x) * sqrt(D) * eps (see the module docstring); in eval mode x itself."""
+    s = critic_noise(model)
+    if not model.training or s <= 0 or len(x) < 2:
+        return x
+    sigma = s * math.sqrt(x[0].numel()) * x.detach().std()
+    return x + sigma * torch.randn_like(x)
+
+
+def infomax_terms(
+    model: VAE, x: torch.Tensor, y: torch.Tensor | None = None, *, estimator: str = "jsd"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rate, mi, mi_nats) for a batch x: (batch, *event_shape), scalars, means over the batch.
+
+    rate: E KL(q(z|x) || p(z)) in nats (analytic where the prior allows, else Monte Carlo with
+    the same draw); mi: the estimator's objective (InfoNCE in nats, or the JSD bound);
+    mi_nats: the MI estimate in nats (InfoNCE; for jsd the matched-pair mean score).
+    z is one reparameterized draw of q(z|x) per example; the critic scores it against
+    `critic_view(model, x)` (noisy in training mode).
+    """
+    check_estimator(estimator)
+    q = model.posterior(x, y)
+    z = q.rsample(1)[0]  # (batch, latent)
+    y_prior = model.prior_labels(y) if hasattr(model, "prior_labels") else None
+    kl = model.prior.kl(q, y_prior)
+    if kl is None:
+        kl = q.log_prob(z[None])[0] - model.prior.log_prob(z, y_prior)
+    scores = _critic_scores(model, critic_view(model, x), z)
+    if estimator == "infonce":
+        mi = mi_infonce(scores)
+        return kl.mean(), mi, mi
+    return kl.mean(), mi_jsd(scores), mi_matched(scores)
+
+
+def infomax_loss(
+    model: VAE,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    beta: float = 1.0,
+    mi_weight: float = 1.0,
+    estimator: str = "jsd",
+) -> Loss:
+    """The decoder-free loss for a batch x: (batch, *event_shape).
+
+    Loss(total = beta * rate - mi_weight * mi, rate = mean KL(q(z|x) || p(z)) in nats,
+    distortion = -(MI estimate in nats)): the distortion slot holds minus the MI estimate,
+    the decoder-free analogue of -E log p(x|z) >= H(x) - I(x; z), so metrics.csv, progress and
+    curves keep their columns. mi is `mi_jsd` or `mi_infonce` of the critic's scores on one
+    reparameterized draw z of q(z|x) per example against z shuffled across the batch.
+    """
+    rate, mi, nats = infomax_terms(model, x, y, estimator=estimator)
+    return Loss(beta * rate - mi_weight * mi, rate, -nats.detach())
+
+
+@torch.no_grad()
+def infomax_figures(
+    model: VAE,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    estimator: str = "jsd",
+    mi_weight: float = 1.0,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> dict[str, float | str | int]:
+    """Figures over x: (n, *event_shape) (a tensor or row source) for `evaluate`, beta = 1.
+
+    The critic's negatives are the other examples of a batch, so x is cut into near-equal
+    batches of at most `batch_size` (no small remainder batch), the figures averaged over
+    examples. Seeded (the z draws); the caller's RNG is left untouched. Returns:
+      loss         rate - mi_weight * mi (the training loss at beta = 1)
+      rate         E KL(q(z|x) || p(z)), nats
+      mi           the training estimator's value (InfoNCE nats, or the JSD bound in nats)
+      mi_estimator its name
+      mi_nats      InfoNCE at this batch size, nats: a lower bound on I(x; z), capped at
+                   log(batch) = `mi_nats_cap` (a figure near the cap means "at least this")
+      mi_nats_cap  log of the smallest batch used
+      mi_matched   the matched-pair mean score E_joint[T], nats (the I(x; z) estimate of a
+                   JSD-trained critic; not a bound, not capped)
+      mi_jsd, mi_infonce  both estimators' values
+    """
+    check_estimator(estimator)
+    n = len(x)
+    if n < 2:
+        raise ValueError("MI figures need at least 2 examples (the critic compares pairs)")
+    was_training = model.training
+    model.eval()
+    sums = dict.fromkeys(("rate", "jsd", "infonce", "matched"), 0.0)
+    parts = torch.arange(n).tensor_split(math.ceil(n / batch_size))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for idx in parts:
+            xb = x[idx]
+            yb = None if y is None else y[idx]
+            q = model.posterior(xb, yb)
+            z = q.rsample(1)[0]
+            y_prior = model.prior_labels(yb) if hasattr(model, "prior_labels") else None
+            kl = model.prior.kl(q, y_prior)
+            if kl is None:
+                kl = q.log_prob(z[None])[0] - model.prior.log_prob(z, y_prior)
+            scores = _critic_scores(model, xb, z)
+            m = len(idx)
+            sums["rate"] += float(kl.sum())
+            sums["jsd"] += float(mi_jsd(scores)) * m
+            sums["infonce"] += float(mi_infonce(scores)) * m
+            sums["matched"] += float(mi_matched(scores)) * m
+    model.train(was_training)
+    f = {k: v / n for k, v in sums.items()}
+    mi = f[estimator]
+    return {
+        "loss": f["rate"] - mi_weight * mi,
+        "rate": f["rate"],
+        "mi": mi,
+        "mi_estimator": estimator,
+        "mi_nats": f["infonce"],
+        "mi_nats_cap": math.log(min(len(p) for p in parts)),
+        "mi_matched": f["matched"],
+        "mi_jsd": f["jsd"],
+        "mi_infonce": f["infonce"],
+        "mi_batch": len(parts[0]),
+    }
