@@ -30,7 +30,7 @@ from vaekit.cli import main
 from vaekit.config import load_run_config, save_json
 from vaekit.models import VAE
 from vaekit.serve import create_app
-from vaekit.serve.app import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, is_loopback
+from vaekit.serve.app import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, host_name, is_loopback
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -355,6 +355,8 @@ def test_serve_command_binds_to_loopback_and_says_so(
     assert (
         TestClient(seen["app"], base_url="http://evil.example").get("/api/info").status_code == 400
     )
+    ipv6 = TestClient(seen["app"], base_url="http://[::1]:8123")
+    assert ipv6.get("/api/info").status_code == 200
     assert main(["serve", str(runs["plain"]), "--host", "0.0.0.0"]) == 0
     assert "other machines can connect" in capsys.readouterr().out
 
@@ -367,6 +369,11 @@ def test_serve_command_errors_are_one_line(
     assert "not a vaekit run directory" in err and err.count("\n") == 1
     assert main(["serve", str(tmp_path), "--port", "0"]) == 1
     assert "--port must be" in capsys.readouterr().err
+
+
+def test_host_names() -> None:
+    assert host_name("127.0.0.1:8000") == "127.0.0.1" and host_name("LocalHost") == "localhost"
+    assert host_name("[::1]:8000") == "::1" and host_name("::1") == "::1"
 
 
 def test_is_loopback() -> None:

@@ -22,7 +22,7 @@ the clickable latent scatter of the test split, and the manifold grid for a 2-D 
 The JSON API is under /api (see /docs for the OpenAPI page; /openapi.json is the schema).
 The server only reads the run directory and the run's data; it writes nothing."""
 
-LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1"]
 
 
 def add_parser(sub: Any) -> None:

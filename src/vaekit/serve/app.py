@@ -279,13 +279,15 @@ def create_app(
         description=f"Move through the latent space of the run in {ex.run.path}.",
         version="1",
     )
-    if allowed_hosts is not None:
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
-
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+    hosts = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
+    async def guard(request: Request, call_next: Any) -> Any:
+        if hosts is not None and host_name(request.headers.get("host", "")) not in hosts:
+            return JSONResponse(
+                {"detail": "unexpected Host header; open the address vaekit serve printed"},
+                status_code=400,
+            )
         # Refuse an oversized body before reading it; h11 holds a body to its Content-Length.
         if request.method == "POST":
             length = request.headers.get("content-length")
@@ -430,6 +432,15 @@ def create_app(
 
     app.state.explorer = ex
     return app
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, port dropped: "127.0.0.1:8000" -> "127.0.0.1", "[::1]:80" ->
+    "::1" (starlette's TrustedHostMiddleware cuts an IPv6 address at its first colon)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 def is_loopback(host: str) -> bool:
