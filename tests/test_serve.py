@@ -333,6 +333,39 @@ def test_scatter_and_manifold(clients: dict[str, TestClient]) -> None:
     refused(clients["cond"].get("/api/manifold", params={"n": "x"}), 422, "n:")
 
 
+def test_a_run_whose_data_are_gone_still_decodes(runs: dict[str, Path], tmp_path: Path) -> None:
+    cfg = load_run_config(runs["plain"] / "config.json")
+    moved = tmp_path / "moved"
+    shutil.copytree(runs["plain"], moved)
+    data = dataclasses.replace(cfg.data, source=str(tmp_path / "gone.csv"))
+    save_json(dataclasses.replace(cfg, data=data), moved / "config.json")
+    c = TestClient(create_app(moved))
+    info = c.get("/api/info").json()
+    assert info["n_data"] == 0 and "could not be loaded" in info["data_error"]
+    assert c.post("/api/decode", json={"z": [0.0] * 16}).status_code == 200
+    refused(c.post("/api/encode", json={"index": 0}), 409, "could not be loaded")
+    refused(c.get("/api/scatter"), 409, "could not be loaded")
+
+
+def test_tabular_runs_travel_as_values_not_images(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    table = tmp_path / "table.csv"
+    rows = rng.standard_normal((120, 5)).round(4)
+    table.write_text("a,b,c,d,e\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    out = tmp_path / "run"
+    args = ["train", "--data", str(table), "--out", str(out), "--standardize"]
+    assert main([*args, "--likelihood", "gaussian", "--latent-dim", "2", *FAST]) == 0
+    c = TestClient(create_app(out))
+    info = c.get("/api/info").json()
+    assert info["image_shape"] is None and not info["manifold"]
+    body = c.post("/api/decode", json={"z": [0.0, 0.0]}).json()
+    assert body["image"] is None and len(body["values"]) == 5
+    assert len(c.post("/api/encode", json={"index": 0}).json()["input"]) == 5
+    image = data_url(png_bytes(np.zeros((5, 1), np.uint8)))
+    refused(c.post("/api/encode", json={"image": image}), 422, "not images")
+    refused(c.get("/api/manifold"), 409, "not images")
+
+
 # --- the command --------------------------------------------------------------------------------
 
 

@@ -338,7 +338,7 @@ def create_app(
             "class_names": names,
             "n_data": 0 if ex.x is None else len(ex.x),
             "data_error": ex.data_error,
-            "manifold": ex.latent_dim == 2 and ex.model.has_decoder,
+            "manifold": ex.latent_dim == 2 and ex.model.has_decoder and ex.image_shape is not None,
             "max_upload_bytes": MAX_UPLOAD_BYTES,
         }
 
