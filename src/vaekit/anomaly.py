@@ -317,7 +317,9 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         benchmarks/results/anomaly_*.md: ~800 images per class keep improving for hundreds
         of epochs, a few hundred table rows overfit a learned sigma after a few dozen).
     batch_size, lr: training with `vaekit.train.fit` (Adam).
-    precision: "fp32" or "bf16" (networks in bfloat16, in training and scoring).
+    precision: "fp32" or "bf16" (networks in bfloat16, in training and scoring): faster only
+        where bf16 matmuls are (CPUs with AMX, GPUs); 12x slower on an AMD EPYC without AMX
+        (benchmarks/results/anomaly_mnist_speed.md).
     random_state: seed of initialisation, training and the scores' posterior draws.
     """
 
