@@ -161,7 +161,7 @@ def summarise(data: str, rows: list[dict]) -> str:
                   "Spearman(agreement, acc) |", "|---|---|---|---|---|---|---|"]
         from scipy.stats import spearmanr
 
-        for r in vk:
+        for r in (r for r in vk if "restarts" in r):
             acc = np.array([q["hungarian_accuracy"] for q in r["restarts"]])
             ll = np.array([q["log_likelihood"] for q in r["restarts"]])
             ag = np.array([q["agreement"] for q in r["restarts"]])
@@ -181,11 +181,22 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--tag", default="", help="write cluster_DATA_TAG.json (parallel parts)")
     p.add_argument("--merge", help="merge cluster_DATA_*.json parts and write the results")
+    p.add_argument("--logs", nargs="*", default=[],
+                   help="with --merge: also take rows printed to these logs by runs that did "
+                   "not finish (their finished arms only)")
     a = p.parse_args()
     if a.merge:
         rows = []
         for part in sorted(RESULTS.glob(f"cluster_{a.merge}_*.json")):
             rows += json.loads(part.read_text())["rows"]
+        seen = {(r["arm"], r["seed"]) for r in rows}
+        for log in a.logs:
+            for line in Path(log).read_text().splitlines():
+                if line.startswith("{"):
+                    r = json.loads(line)
+                    if r["data"] == a.merge and (r["arm"], r["seed"]) not in seen:
+                        rows.append(r)
+                        seen.add((r["arm"], r["seed"]))
         data = a.merge
     else:
         torch.set_num_threads(a.threads)

@@ -184,8 +184,10 @@ def test_nan_and_wrong_shape(fitted) -> None:
         est.predict(x[:, :5])
 
 
-SMALL = dict(latent_dim=2, hidden=(8,), pretrain_epochs=2, pull_epochs=1, epochs=1, n_init=1,
-             batch_size=32, init="gmm")
+# Small but trained enough that the codes carry the blobs of check_clustering (with 2 epochs,
+# or 20 at lr 1e-3, the posterior noise swamps the codes and a cluster can stay empty).
+SMALL = dict(latent_dim=2, hidden=(16,), pretrain_epochs=20, pull_epochs=5, epochs=2, n_init=1,
+             lr=1e-2, batch_size=32, init="gmm")
 
 
 def test_check_estimator() -> None:

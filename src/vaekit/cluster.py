@@ -305,7 +305,8 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     standardised for tables). get_params / set_params / sklearn.base.clone work.
 
     X: (n, D) tables or (n, H, W) / (n, C, H, W) images as a NumPy array or torch tensor
-    (or a DataFrame). Data in [0, 1] get a Bernoulli likelihood; other data are standardised
+    (or a DataFrame); uint8 arrays are divided by 255. Data in [0, 1] get a Bernoulli
+    likelihood; other data are standardised
     per feature (fitted on X) and get a Gaussian likelihood with unit sigma.
 
     Parameters
@@ -528,6 +529,8 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
         if isinstance(X, torch.Tensor):
             X = X.detach().cpu().numpy()
+        if isinstance(X, np.ndarray) and X.dtype == np.uint8:
+            X = X.astype(np.float32) / np.float32(255.0)  # 8-bit pixels -> [0, 1]
         shape: tuple[int, ...] | None = None
         if isinstance(X, np.ndarray) and X.ndim > 2:
             shape = tuple(X.shape[1:])
