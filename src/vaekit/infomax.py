@@ -286,8 +286,9 @@ def infomax_figures(
       mi_nats      InfoNCE at this batch size, nats: a lower bound on I(x; z), capped at
                    log(batch) = `mi_nats_cap` (a figure near the cap means "at least this")
       mi_nats_cap  log of the smallest batch used
-      mi_matched   the matched-pair mean score E_joint[T], nats (the I(x; z) estimate of a
-                   JSD-trained critic; not a bound, not capped)
+      mi_matched   the matched-pair mean score E_joint[T], nats: the I(x; z) estimate of a
+                   JSD-trained critic (not a bound, not capped); meaningless for an
+                   InfoNCE-trained one, whose scores are free up to any function of x
       mi_jsd, mi_infonce  both estimators' values
     """
     check_estimator(estimator)

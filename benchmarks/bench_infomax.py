@@ -1,0 +1,293 @@
+"""Features without a decoder: are the encoder-only (infomax) model's posterior means as good
+features as a VAE's, and is it faster to train? Side by side in one run:
+
+  infomax-infonce  encoder-only, prior + InfoNCE MI (the default recipe)
+  infomax-jsd      encoder-only, prior + Jensen-Shannon MI (Deep InfoMax's form)
+  vae              the plain VAE, the same encoder (Bernoulli decoder mirrored)
+  pca              PCA with as many components as the latent size
+  raw              the pixels themselves (the reference line)
+
+Every trained arm: MLP encoder D-512-256 -> latent 16 (mean and log-variance), Adam 1e-3, the
+same seeded 80/20 split (vaekit.data.prepare, split_seed 0, no validation split: a fixed
+number of epochs, the last epoch kept), the same epochs, trained by `vaekit.train.fit`.
+Features are the posterior means (`model.encode(x)[0]`) of the training and test splits.
+
+Figures per arm (results/infomax_<data>.md and .json):
+  linear probe  scikit-learn LogisticRegression on standardized features of the training
+                split, accuracy on the test split
+  5-NN          KNeighborsClassifier(5), Euclidean on the features as they are
+  samples/s     training speed, from a separate timing phase: VAE and infomax (InfoNCE) at
+                batch 128 alternate for --speed-rounds rounds of --speed-epochs epochs; the
+                ratio is the median of per-round ratios (fit's own per-epoch seconds)
+
+  .venv/bin/python benchmarks/bench_infomax.py --data digits --epochs 100
+  .venv/bin/python benchmarks/bench_infomax.py --data mnist --epochs 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit.config import DataConfig, ModelConfig, TrainConfig
+from vaekit.data import prepare
+from vaekit.infomax import infomax_figures
+from vaekit.models import VAE
+from vaekit.train import fit
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
+TRAINED = ("infomax-infonce", "infomax-jsd", "vae")
+ARMS = (*TRAINED, "pca", "raw")
+HIDDEN = (512, 256)
+
+
+def build(arm: str, event_shape: tuple[int, ...], args: argparse.Namespace, seed: int) -> VAE:
+    torch.manual_seed(seed)
+    extra: dict[str, Any] = {}
+    if arm != "vae":
+        extra = {"decoder": False, "critic_hidden": tuple(args.critic_hidden),
+                 "critic_dim": args.critic_dim}
+        names = {f.name for f in dataclasses.fields(ModelConfig)}
+        if "critic_noise" in names:  # else vaekit.infomax.CRITIC_NOISE, the same default
+            extra["critic_noise"] = args.critic_noise
+    cfg = ModelConfig(event_shape=event_shape, latent_dim=args.latent, hidden=HIDDEN, **extra)
+    return VAE.from_config(cfg)
+
+
+def train_config(arm: str, args: argparse.Namespace, epochs: int, seed: int) -> TrainConfig:
+    if arm == "vae":
+        return TrainConfig(epochs=epochs, batch_size=128, seed=seed)
+    return TrainConfig(
+        epochs=epochs, batch_size=args.batch_size, seed=seed, objective="infomax",
+        mi_estimator=arm.split("-")[1], mi_weight=args.mi_weight, beta=args.beta,
+    )
+
+
+class Rows:
+    """x as a row source (fit's `Rows`): fit then checks the shape on two rows and skips the
+    whole-tensor support check, which at the time of writing went through the likelihood that
+    an encoder-only model lacks. Used for every arm, so their step loops are the same."""
+
+    def __init__(self, x: torch.Tensor):
+        self.x = x
+
+    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.x[idx]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def train(model: VAE, cfg: TrainConfig, x: torch.Tensor) -> float:
+    """Train on x (no validation); return samples/s over the run (fit's per-epoch seconds)."""
+    history = fit(model, Rows(x), None, cfg, progress=False)
+    return len(x) * len(history) / sum(r["seconds"] for r in history)
+
+
+@torch.no_grad()
+def means(model: VAE, x: torch.Tensor) -> np.ndarray:
+    return torch.cat([model.encode(b)[0] for b in x.split(1024)]).numpy()
+
+
+def probes(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, y_test: np.ndarray,
+           threads: int) -> dict[str, float]:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    with warnings.catch_warnings(), threadpool_limits(threads):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        linear = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        linear.fit(f_train, y_train)
+        knn = KNeighborsClassifier(5).fit(f_train, y_train)
+        return {
+            "linear_probe": float(linear.score(f_test, y_test)),
+            "knn5": float(knn.score(f_test, y_test)),
+        }
+
+
+def quality(args: argparse.Namespace, splits) -> dict[str, dict[str, Any]]:
+    x_tr, x_te = splits.train.x, splits.test.x
+    y_tr, y_te = splits.train.y.numpy(), splits.test.y.numpy()
+    flat_tr, flat_te = x_tr.flatten(1).numpy(), x_te.flatten(1).numpy()
+    results: dict[str, dict[str, Any]] = {}
+    for arm in args.arms:
+        t0 = time.perf_counter()
+        row: dict[str, Any] = {}
+        if arm in TRAINED:
+            model = build(arm, splits.event_shape, args, args.seed)
+            cfg = train_config(arm, args, args.epochs, args.seed)
+            row["train_samples_per_s"] = train(model, cfg, x_tr)
+            row["batch_size"] = cfg.batch_size
+            f_tr, f_te = means(model, x_tr), means(model, x_te)
+            if arm == "vae":
+                with torch.no_grad():
+                    row["test_rate"] = float(model.elbo(x_te).rate)
+            else:
+                fig = infomax_figures(model, x_te, estimator=cfg.mi_estimator,
+                                      mi_weight=cfg.mi_weight)
+                row.update({f"test_{k}": fig[k] for k in
+                            ("rate", "mi_nats", "mi_nats_cap", "mi_matched")})
+        elif arm == "pca":
+            from sklearn.decomposition import PCA
+
+            pca = PCA(args.latent, random_state=args.seed).fit(flat_tr)
+            f_tr, f_te = pca.transform(flat_tr), pca.transform(flat_te)
+        else:
+            f_tr, f_te = flat_tr, flat_te
+        row.update(probes(f_tr, y_tr, f_te, y_te, torch.get_num_threads()))
+        row["features"] = int(f_tr.shape[1])
+        row["wall_s"] = time.perf_counter() - t0
+        results[arm] = row
+        print(arm, json.dumps(row), flush=True)
+    return results
+
+
+def speed(args: argparse.Namespace, splits) -> dict[str, Any]:
+    """VAE vs infomax (InfoNCE), both at batch 128, alternated rounds: samples/s, ratio."""
+    per_round: dict[str, list[float]] = {"vae": [], "infomax": []}
+    for r in range(args.speed_rounds):
+        for arm, name in (("vae", "vae"), ("infomax-infonce", "infomax")):
+            model = build(arm, splits.event_shape, args, r)
+            cfg = dataclasses.replace(train_config(arm, args, args.speed_epochs, r),
+                                      batch_size=128)
+            per_round[name].append(train(model, cfg, splits.train.x))
+        print(f"speed round {r}: vae {per_round['vae'][-1]:.0f}/s, "
+              f"infomax {per_round['infomax'][-1]:.0f}/s", flush=True)
+    ratios = [i / v for i, v in zip(per_round["infomax"], per_round["vae"], strict=True)]
+    return {
+        "samples_per_s": {k: statistics.median(v) for k, v in per_round.items()},
+        "infomax_over_vae_median": statistics.median(ratios),
+        "infomax_over_vae_range": [min(ratios), max(ratios)],
+        "rounds": args.speed_rounds,
+        "epochs_per_round": args.speed_epochs,
+        "batch_size": 128,
+    }
+
+
+LABELS = {
+    "infomax-infonce": "infomax, InfoNCE (encoder only)",
+    "infomax-jsd": "infomax, JSD (encoder only)",
+    "vae": "VAE (same encoder + decoder)",
+    "pca": "PCA",
+    "raw": "raw pixels (reference)",
+}
+
+
+def write(args: argparse.Namespace, splits, results, timing) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / f"infomax_{args.data}"
+    meta = {
+        "data": args.data,
+        "train": len(splits.train.x),
+        "test": len(splits.test.x),
+        "epochs": args.epochs,
+        "latent": args.latent,
+        "mi_weight": args.mi_weight,
+        "beta": args.beta,
+        "critic_hidden": args.critic_hidden,
+        "critic_dim": args.critic_dim,
+        "critic_noise": args.critic_noise,
+        "infomax_batch_size": args.batch_size,
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "date": time.strftime("%Y-%m-%d"),
+        "command": f"python benchmarks/bench_infomax.py {' '.join(sys.argv[1:])}",
+    }
+    stem.with_suffix(".json").write_text(
+        json.dumps({"meta": meta, "quality": results, "speed": timing}, indent=2) + "\n"
+    )
+    lines = [
+        f"# Features without a decoder on {args.data}",
+        "",
+        f"`{meta['command']}` on {meta['date']}, torch {meta['torch']}, {meta['machine']}. "
+        f"{meta['train']} training / {meta['test']} test examples (seeded 80/20 split), "
+        f"encoder MLP D-512-256, latent {args.latent}, {args.epochs} epochs for every trained "
+        f"arm (the last epoch kept), Adam 1e-3; VAE batch 128; infomax batch {args.batch_size}, "
+        f"mi_weight {args.mi_weight}, beta {args.beta}, critic (A x) . g(z) with A linear to "
+        f"{args.critic_dim} and g an MLP {args.critic_hidden} -> {args.critic_dim}, critic "
+        f"noise {args.critic_noise} (times std(x) sqrt(D)). Features: posterior means "
+        f"({args.latent}), PCA components ({args.latent}), or pixels. Linear probe: "
+        "LogisticRegression on standardized features; 5-NN: Euclidean on the features as "
+        "they are; both fitted on the training split, accuracy on the test split.",
+        "",
+        "| features | linear probe | 5-NN | test rate, nats | test MI (InfoNCE bound), nats |",
+        "|---|---|---|---|---|",
+    ]
+    for arm, r in results.items():
+        rate = f"{r['test_rate']:.2f}" if "test_rate" in r else "—"
+        mi = (f"{r['test_mi_nats']:.2f} (cap {r['test_mi_nats_cap']:.2f})"
+              if "test_mi_nats" in r else "—")
+        lines.append(f"| {LABELS[arm]} | {r['linear_probe']:.4f} | {r['knn5']:.4f} | {rate} "
+                     f"| {mi} |")
+    if timing:
+        lo, hi = timing["infomax_over_vae_range"]
+        lines += [
+            "",
+            f"Training speed (alternated, {timing['rounds']} rounds of "
+            f"{timing['epochs_per_round']} epochs, batch 128 for both): infomax "
+            f"{timing['samples_per_s']['infomax']:.0f} vs VAE "
+            f"{timing['samples_per_s']['vae']:.0f} samples/s, ratio "
+            f"{timing['infomax_over_vae_median']:.2f}x (median of per-round ratios; range "
+            f"{lo:.2f}-{hi:.2f}).",
+        ]
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return stem.with_suffix(".md")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", choices=["mnist", "digits"], default="digits")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--latent", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--mi-weight", type=float, default=20.0)
+    p.add_argument("--beta", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=128, help="infomax arms' batch")
+    p.add_argument("--critic-hidden", type=int, nargs="*", default=[256])
+    p.add_argument("--critic-dim", type=int, default=64)
+    p.add_argument("--critic-noise", type=float, default=0.15)
+    p.add_argument("--speed-rounds", type=int, default=3)
+    p.add_argument("--speed-epochs", type=int, default=3)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--speed-only", action="store_true",
+                   help="time again and replace only the speed figures of the results file")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.data == "mnist" and not MNIST.is_dir():
+        sys.exit(f"no MNIST data at {MNIST} (../shared/data/mnist beside the repo)")
+    source = str(MNIST) if args.data == "mnist" else "digits"
+    splits = prepare(DataConfig(source=source, val_fraction=0.0, test_fraction=0.2))
+    timing = speed(args, splits) if args.speed_rounds else {}
+    if args.speed_only:  # keep the quality figures (and their settings) of the last full run
+        old = json.loads((RESULTS / f"infomax_{args.data}.json").read_text())
+        results = old["quality"]
+        for key in ("epochs", "latent", "mi_weight", "beta", "critic_dim", "critic_noise"):
+            setattr(args, key, old["meta"][key])
+        args.critic_hidden, args.batch_size = old["meta"]["critic_hidden"], old["meta"][
+            "infomax_batch_size"]
+        sys.argv += ["(speed figures; quality from the run before:", old["meta"]["command"] + ")"]
+    else:
+        results = quality(args, splits)
+    print(f"wrote {write(args, splits, results, timing)}")
+
+
+if __name__ == "__main__":
+    main()
