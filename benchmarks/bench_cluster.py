@@ -181,6 +181,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--tag", default="", help="write cluster_DATA_TAG.json (parallel parts)")
     p.add_argument("--merge", help="merge cluster_DATA_*.json parts and write the results")
+    p.add_argument("--note", default="", help="a paragraph appended to the markdown results")
     p.add_argument("--logs", nargs="*", default=[],
                    help="with --merge: also take rows printed to these logs by runs that did "
                    "not finish (their finished arms only)")
@@ -210,7 +211,7 @@ def main() -> int:
     (RESULTS / f"cluster_{data}.json").write_text(
         json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=1, default=float) + "\n"
     )
-    md = summarise(data, rows)
+    md = summarise(data, rows) + (f"\n## Notes\n\n{a.note}\n" if a.note else "")
     (RESULTS / f"cluster_{data}.md").write_text(md)
     print(md)
     return 0
