@@ -60,6 +60,9 @@ class ModelConfig:
     decoder: bool = field(default=True, metadata=ADDED)
     critic_hidden: tuple[int, ...] = field(default=(256,), metadata=ADDED)
     critic_dim: int = field(default=64, metadata=ADDED)
+    # the critic scores z against x + critic_noise * std(x) * sqrt(D) * eps while training
+    # (vaekit.infomax: it tells the encoder which information to keep)
+    critic_noise: float = field(default=0.15, metadata=ADDED)
 
     def __post_init__(self) -> None:
         self.event_shape = tuple(int(s) for s in self.event_shape)
@@ -99,6 +102,7 @@ class ModelConfig:
                 f"class_names has {len(self.class_names)} names for {self.num_classes} classes"
             )
         _check_positive("critic_dim", self.critic_dim)
+        _check_positive("critic_noise", self.critic_noise, allow_zero=True)
         if not self.decoder and self.conditional:
             raise ConfigError("an encoder-only model (decoder=False) cannot be conditional yet")
         if any(h < 1 for h in (*self.hidden, *self.critic_hidden)) or any(
@@ -169,8 +173,8 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (networks in bf16 on fp32 master weights; loss fp32)
     eval_k: int = 1000  # importance samples for the final log-likelihood
     flush_denormal: bool = True  # denormal floats slow CPU training 1.5-2x after a while
-    mi_estimator: str = field(default="jsd", metadata=ADDED)  # infomax: jsd | infonce
-    mi_weight: float = field(default=1.0, metadata=ADDED)  # infomax: weight of the MI term
+    mi_estimator: str = field(default="infonce", metadata=ADDED)  # infomax: infonce | jsd
+    mi_weight: float = field(default=50.0, metadata=ADDED)  # infomax: weight of the MI term
 
     def __post_init__(self) -> None:
         _check_positive("epochs", self.epochs)

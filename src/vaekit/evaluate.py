@@ -24,6 +24,8 @@ def evaluate(
     batch_size: int = 256,
     seed: int = 0,
     precision: str = "fp32",
+    mi_estimator: str = "infonce",
+    mi_weight: float = 50.0,
 ) -> dict[str, float]:
     """Figures over x: (n, *event_shape), a tensor or a row source read a batch at a time.
 
@@ -33,7 +35,8 @@ def evaluate(
     networks in bfloat16 (faster on CPUs with AMX; figures move by a few hundredths of a nat).
 
     An encoder-only (infomax) model has no likelihood: its figures are those of
-    `vaekit.infomax.infomax_figures` (loss, rate, the MI terms, an MI estimate in nats).
+    `vaekit.infomax.infomax_figures` (loss, rate, the MI terms, an MI estimate in nats), with
+    the run's mi_estimator and mi_weight (its TrainConfig's).
 
     Returns n, k, precision and (nats per example unless named otherwise):
       elbo            E_q[log p(x|z)] - KL, analytic KL where the prior allows (a log-probability)
@@ -51,7 +54,10 @@ def evaluate(
         model.eval()
         with networks_in(model, precision):
             rows = x if isinstance(x, torch.Tensor) else x[torch.arange(n)]
-            return {"n": n, "precision": precision, **infomax_figures(model, rows, seed=seed)}
+            figures = infomax_figures(
+                model, rows, estimator=mi_estimator, mi_weight=mi_weight, seed=seed
+            )
+            return {"n": n, "precision": precision, **figures}
     y = model.check_labels(y, n)
     model.eval()
     device = device_of(model)

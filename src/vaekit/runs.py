@@ -253,6 +253,11 @@ def _remove_unstarted(out: Path, created: bool) -> None:
         out.rmdir()
 
 
+def evaluate_options(train: Any) -> dict[str, Any]:
+    """The evaluate() options a run's TrainConfig sets (K; an infomax run's MI terms)."""
+    return {"k": train.eval_k, "mi_estimator": train.mi_estimator, "mi_weight": train.mi_weight}
+
+
 def evaluate_split(run: Run, splits: Splits) -> dict[str, float]:
     """Test-split figures written to evaluation.json (the train split if there is no test).
 
@@ -262,7 +267,7 @@ def evaluate_split(run: Run, splits: Splits) -> dict[str, float]:
     y = part.y if run.model.observes_labels else None
     figures: dict[str, Any] = {
         "split": name,
-        **evaluate(run.model, part.x, y, k=run.config.train.eval_k),
+        **evaluate(run.model, part.x, y, **evaluate_options(run.config.train)),
     }
     if run.model.observes_labels and isinstance(splits.train.x, torch.Tensor):
         figures.update(

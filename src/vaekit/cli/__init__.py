@@ -141,8 +141,15 @@ def build_parser() -> Parser:
         choices=["elbo", "iwae", "infomax"],
         help="elbo, iwae, or infomax: an encoder-only model, prior + mutual information [elbo]",
     )
-    g.add_argument("--mi-estimator", choices=["jsd", "infonce"], help="infomax: MI estimator [jsd]")
-    g.add_argument("--mi-weight", type=float, help="infomax: weight of the MI term [1.0]")
+    g.add_argument(
+        "--mi-estimator", choices=["infonce", "jsd"], help="infomax: MI estimator [infonce]"
+    )
+    g.add_argument("--mi-weight", type=float, help="infomax: weight of the MI term [50]")
+    g.add_argument(
+        "--critic-noise",
+        type=float,
+        help="infomax: noise on x the critic sees in training, in std(x)*sqrt(D) [0.15]",
+    )
     g.add_argument("--samples", type=int, help="samples per input: S for elbo, K for iwae [1]")
     g.add_argument("--beta", type=float, help="weight of the rate (KL) term [1.0]")
     g.add_argument("--warmup-epochs", type=int, help="ramp beta from 0 over this many epochs [0]")
@@ -300,6 +307,7 @@ TRAIN_FLAGS = {  # flag -> (config section, field)
     "warmup_epochs": ("train", "warmup_epochs"),
     "mi_estimator": ("train", "mi_estimator"),
     "mi_weight": ("train", "mi_weight"),
+    "critic_noise": ("model", "critic_noise"),
     "precision": ("train", "precision"),
     "k": ("train", "eval_k"),
 }
@@ -354,7 +362,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = Run.load(args.run, device=args.device)
     x, y = run.data(args.data, args.split)
     y = labels_for(run, y)
-    figures = evaluate(run.model, x, y, k=args.k, seed=args.seed, precision=args.precision)
+    train = run.config.train
+    figures = evaluate(
+        run.model,
+        x,
+        y,
+        k=args.k,
+        seed=args.seed,
+        precision=args.precision,
+        mi_estimator=train.mi_estimator,
+        mi_weight=train.mi_weight,
+    )
     figures = {"split": args.data or args.split, **figures}
     if y is not None:
         train = run.data(None, "train")
