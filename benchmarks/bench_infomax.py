@@ -257,7 +257,7 @@ def main() -> None:
     p.add_argument("--latent", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    p.add_argument("--mi-weight", type=float, default=20.0)
+    p.add_argument("--mi-weight", type=float, default=50.0)
     p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=128, help="infomax arms' batch")
     p.add_argument("--critic-hidden", type=int, nargs="*", default=[256])
