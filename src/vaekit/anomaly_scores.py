@@ -48,6 +48,7 @@ def _batched(
             "anomaly scores need a model that does not observe labels y (this one is "
             "conditional); train one without --conditional"
         )
+    model.require_decoder("give anomaly scores (each one decodes)")
     model.check_input(x)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
