@@ -803,3 +803,16 @@ def test_plot_with_data_adds_the_anomaly_pictures(demo: Path, tmp_path: Path, ca
     rc, _, err = run(capsys, "plot", run_dir, "--data", "digits", "--score", "nope")
     assert_one_line_error(rc, err)
     assert tree_hash(run_dir) == before  # a refused command writes nothing
+
+
+def test_plot_draws_a_cluster_run(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "clusters"
+    rc, _, err = run(capsys, "cluster", "--data", "digits", "--k", 3, "--out", out, "--hidden",
+                     "32", "--pretrain-epochs", 1, "--pull-epochs", 1, "--epochs", 1)
+    assert rc == 0, err
+    rc, stdout, err = run(capsys, "plot", out)
+    assert rc == 0, err
+    for name in ("cluster_samples.png", "cluster_latent.png", "cluster_latent_labels.png"):
+        assert f"wrote {out / name}" in stdout and Image.open(out / name).format == "PNG"
+    rc, _, err = run(capsys, "plot", out, "--data", "digits")
+    assert "not a cluster run" in assert_one_line_error(rc, err)

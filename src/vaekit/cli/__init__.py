@@ -47,7 +47,8 @@ EXAMPLES = {
     "encode": "example:\n  vaekit encode runs/digits --data digits --out codes.npz",
     "plot": """examples:
   vaekit plot runs/digits     # pictures + report.html in the run directory
-  vaekit plot runs/normal --data new.csv --contamination 0.05   # + the anomaly pictures""",
+  vaekit plot runs/normal --data new.csv --contamination 0.05   # + the anomaly pictures
+  vaekit plot runs/digits-clusters   # a cluster run: samples per cluster, latents by cluster""",
 }
 
 
@@ -501,8 +502,17 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from vaekit.cli.cluster import ESTIMATOR
     from vaekit.runs import Run, draw
 
+    if (args.run / ESTIMATOR).is_file():  # a `vaekit cluster` run: its own pictures
+        from vaekit.cluster_plots import draw_clusters
+
+        if args.data is not None:
+            raise UserError("--data scores anomalies against a VAE run, not a cluster run")
+        for path in draw_clusters(args.run).values():
+            print(f"wrote {path}")
+        return 0
     run = Run.load(args.run)
     extra = {}
     if args.data is not None:
