@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit import anomaly, plots
+from vaekit import anomaly, class_plots, plots
 
 UNITS = {
     "recon-error": "squared error of the reconstruction",
@@ -97,7 +97,7 @@ def extremes(
         rec = plots.as_images(run.to_display(recon).numpy(), shape)
         k = len(most)
         grid = np.stack([images[:k], rec[:k], images[k:], rec[k:]])
-        return plots.labelled_grid(
+        return class_plots.labelled_grid(
             grid, path,
             row_labels=["most anomalous", "reconstruction", "least anomalous", "reconstruction"],
             title=f"{score}: highest {scores[most[0]]:.4g} ... lowest {scores[least[0]]:.4g}",
