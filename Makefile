@@ -72,6 +72,11 @@ bench-apps: $(VENV)/.bench
 	$(BIN)/python benchmarks/bench_cvae.py --data digits --epochs 100
 	$(BIN)/python benchmarks/bench_anomaly.py --data mnist --arms vaekit,iforest,ocsvm,pca,pyod,pyod-tuned
 	$(BIN)/python benchmarks/bench_anomaly.py --data mnist --arms vaekit,pyod-matched --classes 0,5,8 --tag _speed
+	$(BIN)/python benchmarks/bench_cluster.py --data digits
+	$(BIN)/python benchmarks/bench_cluster.py --data mnist
+	$(BIN)/python benchmarks/bench_infomax.py --data digits --epochs 100
+	$(BIN)/python benchmarks/bench_infomax.py --data mnist --epochs 30
+	$(BIN)/python benchmarks/bench_serve.py
 	$(BIN)/python benchmarks/bench_anomaly.py --data digits
 	$(BIN)/python benchmarks/bench_anomaly.py --data breast-cancer
 
