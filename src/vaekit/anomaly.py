@@ -4,15 +4,8 @@ A VAE trained on normal data gives low likelihood, and poor reconstructions, to 
 not seen. Every score here is per example and oriented the same way: **higher = more
 abnormal**. Densities are in nats (summed over the data dimensions, as everywhere in vaekit).
 
-    score          function                     what it is
-    elbo           `neg_elbo`                   -ELBO = -E_q log p(x|z) + KL(q(z|x) || p(z))
-    iwae           `neg_log_likelihood`         -log p(x), importance-sampled with K samples
-    recon-prob     `reconstruction_probability` mean over L draws z_l ~ q(z|x) of -log p(x|z_l)
-                                                (An & Cho, 2015)
-    recon-error    `reconstruction_error`       sum over features of (x - E[x|z=mean(q)])^2
-
-`feature_contributions` splits a score into per-feature parts (which pixels or columns make
-an input abnormal). The score functions live in `vaekit.anomaly_scores` (re-exported here).
+The scores (elbo, iwae, recon-prob, recon-error) and `feature_contributions` are in
+`vaekit.anomaly_scores`, whose docstring says what each is; they are re-exported here.
 
 `VAEDetector` wraps data preparation, a VAE, `vaekit.train.fit` and a score in the
 conventions of PyOD and scikit-learn.
