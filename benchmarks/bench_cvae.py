@@ -32,13 +32,13 @@ import argparse
 import json
 import math
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+import benchcommon as bc
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
 from vaekit.data import prepare
 from vaekit.evaluate import conditional_accuracy
@@ -121,19 +121,16 @@ def quality(args: argparse.Namespace, splits) -> dict[str, dict[str, float]]:
 
 def speed(args: argparse.Namespace, splits) -> dict[str, object]:
     """vae vs cvae, alternated rounds of a few epochs each: samples/s and the ratio."""
-    per_round: dict[str, list[float]] = {"vae": [], "cvae": []}
-    for r in range(args.speed_rounds):
-        for arm in ("vae", "cvae"):
-            model = build(arm, splits, args.latent, r)
-            per_round[arm].append(train(model, splits, args.speed_epochs, r)[0])
-        print(f"speed round {r}: vae {per_round['vae'][-1]:.0f}/s, "
-              f"cvae {per_round['cvae'][-1]:.0f}/s", flush=True)
-    ratios = [c / u for c, u in zip(per_round["cvae"], per_round["vae"], strict=True)]
+    t = bc.alternated_speed(
+        {arm: (lambda r, arm=arm: train(build(arm, splits, args.latent, r), splits,
+                                         args.speed_epochs, r)[0]) for arm in ("vae", "cvae")},
+        args.speed_rounds, new="cvae", base="vae",
+    )
     return {
-        "samples_per_s": {k: statistics.median(v) for k, v in per_round.items()},
-        "cvae_over_vae_median": statistics.median(ratios),
-        "cvae_over_vae_range": [min(ratios), max(ratios)],
-        "rounds": args.speed_rounds,
+        "samples_per_s": t["samples_per_s"],
+        "cvae_over_vae_median": t["ratio_median"],
+        "cvae_over_vae_range": t["ratio_range"],
+        "rounds": t["rounds"],
         "epochs_per_round": args.speed_epochs,
     }
 

@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import json
 import platform
-import statistics
 import sys
 import time
 import warnings
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import benchcommon as bc
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
 from vaekit.data import prepare
 from vaekit.infomax import infomax_figures
@@ -142,21 +142,20 @@ def quality(args: argparse.Namespace, splits) -> dict[str, dict[str, Any]]:
 
 def speed(args: argparse.Namespace, splits) -> dict[str, Any]:
     """VAE vs infomax (InfoNCE), both at batch 128, alternated rounds: samples/s, ratio."""
-    per_round: dict[str, list[float]] = {"vae": [], "infomax": []}
-    for r in range(args.speed_rounds):
-        for arm, name in (("vae", "vae"), ("infomax-infonce", "infomax")):
-            model = build(arm, splits.event_shape, args, r)
-            cfg = dataclasses.replace(train_config(arm, args, args.speed_epochs, r),
-                                      batch_size=128)
-            per_round[name].append(train(model, cfg, splits.train.x))
-        print(f"speed round {r}: vae {per_round['vae'][-1]:.0f}/s, "
-              f"infomax {per_round['infomax'][-1]:.0f}/s", flush=True)
-    ratios = [i / v for i, v in zip(per_round["infomax"], per_round["vae"], strict=True)]
+
+    def run(arm: str, r: int) -> float:
+        cfg = dataclasses.replace(train_config(arm, args, args.speed_epochs, r), batch_size=128)
+        return train(build(arm, splits.event_shape, args, r), cfg, splits.train.x)
+
+    t = bc.alternated_speed(
+        {"vae": lambda r: run("vae", r), "infomax": lambda r: run("infomax-infonce", r)},
+        args.speed_rounds, new="infomax", base="vae",
+    )
     return {
-        "samples_per_s": {k: statistics.median(v) for k, v in per_round.items()},
-        "infomax_over_vae_median": statistics.median(ratios),
-        "infomax_over_vae_range": [min(ratios), max(ratios)],
-        "rounds": args.speed_rounds,
+        "samples_per_s": t["samples_per_s"],
+        "infomax_over_vae_median": t["ratio_median"],
+        "infomax_over_vae_range": t["ratio_range"],
+        "rounds": t["rounds"],
         "epochs_per_round": args.speed_epochs,
         "batch_size": 128,
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import math
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,30 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MNIST_TEST = REPO_ROOT.parent / "shared" / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
 LATENT = 16
 HIDDEN = (512, 256)
+
+# ------------------------------------------------------------------------------------- timing
+
+
+def alternated_speed(
+    arms: dict[str, Callable[[int], float]], rounds: int, new: str, base: str
+) -> dict[str, Any]:
+    """Speed of two (or more) arms measured side by side: each round runs every arm once in
+    turn (A B A B ...), `arms[name](round)` returning its samples/s; the ratio new/base is the
+    median of the per-round ratios (robust to a round slowed by other load), with its range."""
+    per_round: dict[str, list[float]] = {name: [] for name in arms}
+    for r in range(rounds):
+        for name, run in arms.items():
+            per_round[name].append(run(r))
+        print(f"speed round {r}: "
+              + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in per_round.items()), flush=True)
+    ratios = [a / b for a, b in zip(per_round[new], per_round[base], strict=True)]
+    return {
+        "samples_per_s": {k: statistics.median(v) for k, v in per_round.items()},
+        "ratio_median": statistics.median(ratios),
+        "ratio_range": [min(ratios), max(ratios)],
+        "rounds": rounds,
+    }
+
 
 # --------------------------------------------------------------------------------------- data
 
