@@ -155,14 +155,14 @@ def test_interrupt_saves_and_resumes(
         model.loss = loss  # type: ignore[method-assign]
     else:
         model = small_model()
-        original_eval = train_module.evaluate_loss
+        original_eval = train_module.loss_sums  # the validation pass's sums
 
         def evaluate(*args, **kw):
             if len(done) == 2:
                 raise KeyboardInterrupt
             return original_eval(*args, **kw)
 
-        monkeypatch.setattr(train_module, "evaluate_loss", evaluate)
+        monkeypatch.setattr(train_module, "loss_sums", evaluate)
 
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingInterrupted) as excinfo:
@@ -279,7 +279,7 @@ def test_early_stopping_keeps_the_best_epoch(
     """Validation losses 10, 8, 9, 9.5, ... with patience 2: stop after epoch 4, keep epoch 2."""
     x_train, x_val = digits
     losses = iter([10.0, 8.0, 9.0, 9.5, 1.0, 1.0, 1.0])
-    monkeypatch.setattr(train_module, "evaluate_loss", lambda *a, **k: [next(losses), 0.5, 0.5])
+    monkeypatch.setattr(train_module, "_validate", lambda *a, **k: [next(losses), 0.5, 0.5])
     model = small_model()
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
     run_dir = tmp_path / "run"

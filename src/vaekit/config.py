@@ -175,6 +175,9 @@ class TrainConfig:
     flush_denormal: bool = True  # denormal floats slow CPU training 1.5-2x after a while
     mi_estimator: str = field(default="infonce", metadata=ADDED)  # infomax: infonce | jsd
     mi_weight: float = field(default=50.0, metadata=ADDED)  # infomax: weight of the MI term
+    # auto | on | off: the step's forward and backward through torch.compile, CUDA graphs on a
+    # GPU (vaekit.steps); auto = on a CUDA GPU only
+    compile: str = field(default="auto", metadata=ADDED)
 
     def __post_init__(self) -> None:
         _check_positive("epochs", self.epochs)
@@ -188,6 +191,7 @@ class TrainConfig:
         _check_choice("mi_estimator", self.mi_estimator, ("jsd", "infonce"))
         _check_positive("mi_weight", self.mi_weight)
         _check_choice("precision", self.precision, ("fp32", "bf16"))
+        _check_choice("compile", self.compile, ("auto", "on", "off"))
         if self.grad_clip is not None:
             _check_positive("grad_clip", self.grad_clip)
         if self.patience is not None:

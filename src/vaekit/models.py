@@ -153,15 +153,17 @@ class VAE(nn.Module):
         if objective == "infomax":
             from vaekit.infomax import infomax_loss
 
-            return infomax_loss(
-                self, x, y, beta=beta, mi_weight=mi_weight, estimator=mi_estimator
-            )
+            return infomax_loss(self, x, y, beta=beta, mi_weight=mi_weight, estimator=mi_estimator)
         self.require_decoder(f"be trained with the {objective} objective")
         if objective == "iwae":
             return objectives.iwae_loss(self, x, y, k=samples)
-        return objectives.elbo_loss(
-            self, x, y, samples=samples, beta=beta, analytic_kl=analytic_kl
-        )
+        return objectives.elbo_loss(self, x, y, samples=samples, beta=beta, analytic_kl=analytic_kl)
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, **options: Any
+    ) -> objectives.Loss:
+        """The training loss (`loss`): what DistributedDataParallel and torch.compile call."""
+        return self.loss(x, y=y, **options)
 
     # --- the public API ----------------------------------------------------------------------
 
@@ -389,8 +391,15 @@ class LowPrecision:
         self.encoder = copied(model.encoder)
         self.decoder = copied(model.decoder)
         self.critic = copied(model.critic)  # an encoder-only model's, else None
-        pairs = [(m, c) for m, c in ((model.encoder, self.encoder), (model.decoder, self.decoder),
-                                     (model.critic, self.critic)) if m is not None]
+        pairs = [
+            (m, c)
+            for m, c in (
+                (model.encoder, self.encoder),
+                (model.decoder, self.decoder),
+                (model.critic, self.critic),
+            )
+            if m is not None
+        ]
         self.master = [p for m, _ in pairs for p in m.parameters()]
         self.low = [p for _, c in pairs for p in c.parameters()]
         self.grads = [torch.empty_like(p) for p in self.master]

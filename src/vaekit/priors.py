@@ -44,9 +44,10 @@ class DiagonalGaussian:
     def rsample(self, samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
         """Reparameterized z = mean + std * eps, eps ~ N(0, I). Returns (samples, batch, latent)."""
         shape = (samples, *self.mean.shape)
-        eps = torch.randn(
-            shape, dtype=self.mean.dtype, device=self.mean.device, generator=generator
-        )
+        # generator only when given: torch.compile cannot trace generator=None with a
+        # batch size that varies (the last batch of an epoch)
+        extra = {} if generator is None else {"generator": generator}
+        eps = torch.randn(shape, dtype=self.mean.dtype, device=self.mean.device, **extra)
         return self.mean + self.std * eps
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:

@@ -25,18 +25,20 @@ from typing import Any, Protocol
 
 import torch
 
-from vaekit import denormals
-from vaekit.config import TrainConfig, to_dict
+from vaekit import denormals, distributed
+from vaekit.checkpoints import load_checkpoint, save_checkpoint
+from vaekit.config import TrainConfig
 from vaekit.devices import device_of, fits_on, resolve_device
-from vaekit.io import (
-    CheckpointError,
-    Terminated,
-    atomic_write_text,
-    interrupts_deferred,
-    load_tensors,
-    save_tensors,
+from vaekit.io import Terminated, atomic_write_text, interrupts_deferred, load_tensors
+from vaekit.models import VAE, networks_in
+from vaekit.steps import (
+    BatchLoss,
+    batch_loss,
+    compile_settings,
+    compiles,
+    make_optimizer,
+    step_optimizer,
 )
-from vaekit.models import VAE, load_state, networks_in
 
 CHECKPOINT = "checkpoint.safetensors"
 MODEL = "model.safetensors"
@@ -73,35 +75,6 @@ class Rows(Protocol):
 
     def __getitem__(self, idx: torch.Tensor) -> torch.Tensor: ...
     def __len__(self) -> int: ...
-
-
-def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-    """Adam, fused where this torch build supports it (one kernel for all parameters)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # older torch or unsupported device
-        return torch.optim.Adam(params, lr=lr, foreach=True)
-
-
-def step_optimizer(
-    model: VAE, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float | None = None
-) -> None:
-    """One update from a scalar loss. With `model.low_precision` set, the gradients are
-    computed on the bf16 copies, handed to the fp32 parameters, and the updated weights copied
-    back: the order that keeps the copies in step lives here only."""
-    low = model.low_precision
-    optimizer.zero_grad(set_to_none=True)
-    if low is not None:
-        low.zero_grad()
-    loss.backward()
-    if low is not None:
-        low.push_grads()
-    if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip, foreach=True)
-    optimizer.step()
-    if low is not None:
-        low.pull()
 
 
 class DeviceRows:
@@ -143,7 +116,8 @@ class DeviceRows:
 
 @contextlib.contextmanager
 def _training_mode(model: VAE, cfg: TrainConfig, device: torch.device) -> Iterator[None]:
-    """Process settings for the duration of fit only: flush-to-zero (CPU), bf16 networks."""
+    """Process settings for the duration of fit only: flush-to-zero (CPU), bf16 networks,
+    the compiler's (steps.compile_settings)."""
     # Adam's moments of parameters that never get gradient decay into denormal floats,
     # which make CPU steps 1.5-2x slower after ~800 steps. Flushing them to zero changes
     # values below 1e-38 only. All threads: see vaekit.denormals. (GPUs flush by themselves.)
@@ -155,7 +129,7 @@ def _training_mode(model: VAE, cfg: TrainConfig, device: torch.device) -> Iterat
         and denormals.set_flush_denormal(True)
     )
     try:
-        with networks_in(model, cfg.precision):
+        with networks_in(model, cfg.precision), compile_settings(compiles(cfg, device)):
             yield
     finally:
         if flushed:
@@ -191,6 +165,7 @@ def fit(
     not depend on the device.
     """
     device = device_of(model) if device is None else resolve_device(device)
+    world = distributed.current()
     if len(x_train) == 0:
         raise ValueError("the training split is empty; give more data or a smaller test fraction")
     check_data(model, x_train, "training")
@@ -200,13 +175,15 @@ def fit(
     if x_val is not None:
         check_data(model, x_val, "validation")
         y_val = check_labels(model, y_val, len(x_val), "validation")
+    if world.active and cfg.precision != "fp32":
+        raise ValueError("--precision bf16 is not supported with torchrun yet; use fp32")
     run_dir = Path(run_dir) if run_dir is not None else None
-    if run_dir is not None:
+    if run_dir is not None and world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
 
     model.to(device)
     torch.manual_seed(cfg.seed)
-    shuffle = torch.Generator().manual_seed(cfg.seed)
+    shuffle = torch.Generator().manual_seed(cfg.seed)  # alike on every rank
     optimizer = make_optimizer(model, cfg.lr)
     state: dict[str, Any] = {"epoch": 0, "history": [], "best": math.inf, "best_epoch": 0, "bad": 0}
     best_weights: dict[str, torch.Tensor] | None = None
@@ -214,7 +191,7 @@ def fit(
     if resume:
         if run_dir is None:
             raise ValueError("resume needs a run directory")
-        state = _load_checkpoint(run_dir / CHECKPOINT, model, optimizer, shuffle, device)
+        state = load_checkpoint(run_dir / CHECKPOINT, model, optimizer, shuffle, device)
         if (run_dir / MODEL).is_file():
             best_weights = {k: v.clone() for k, v in load_tensors(run_dir / MODEL)[0].items()}
     if x_val is not None and dynamic_binarize:
@@ -229,8 +206,9 @@ def fit(
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     warmup_steps = cfg.warmup_epochs * steps_per_epoch
     history: list[dict[str, float]] = state["history"]
-    bar = _progress(progress, cfg.epochs, state["epoch"])
-    tb = _tensorboard(run_dir)
+    bar = _progress(progress and world.main, cfg.epochs, state["epoch"])
+    tb = _tensorboard(run_dir if world.main else None)
+    loss_of = batch_loss(world.wrap(model, device), cfg, device)
 
     saved = [state["epoch"]]  # the last epoch whose checkpoint is complete (for Ctrl-C)
     with _training_mode(model, cfg, device), _interrupts(run_dir, saved, bar):
@@ -241,17 +219,29 @@ def fit(
                 drawn = torch.bernoulli(x_train[torch.arange(n)], generator=shuffle)
                 source = DeviceRows(drawn, device, train_rows.resident)
             perm = train_rows.place_indices(torch.randperm(n, generator=shuffle))
+            if world.active:  # each rank its own noise, and a resume draws it alike
+                torch.manual_seed(world.noise_seed(cfg.seed, epoch))
             step0 = (epoch - 1) * steps_per_epoch
             sums, beta = _train_epoch(
-                model, optimizer, source, train_labels, perm, cfg, step0, warmup_steps, bar
+                model,
+                loss_of,
+                optimizer,
+                source,
+                train_labels,
+                perm,
+                cfg,
+                step0,
+                warmup_steps,
+                bar,
+                world,
             )
-            train = (sums / n).tolist()
+            train = world.sum(sums).div(n).tolist()
             if not all(math.isfinite(v) for v in train):
                 if bar is not None:
                     bar.close()
                 model.load_state_dict(best_weights if best_weights is not None else initial)
                 raise TrainingError(_nonfinite_message(run_dir, epoch, train[0]))
-            val = None if x_val is None else evaluate_loss(model, x_val, cfg.batch_size, y_val, cfg)
+            val = None if x_val is None else _validate(model, x_val, y_val, cfg, world)
             row = _epoch_row(epoch, train, val, beta, time.perf_counter() - t0)
             history.append(row)
             improved = _track_best(state, val[0] if val else train[0], epoch)
@@ -259,11 +249,11 @@ def fit(
                 best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
             stop = cfg.patience is not None and x_val is not None and state["bad"] >= cfg.patience
             with interrupts_deferred():  # a Ctrl-C here waits: model, checkpoint, metrics agree
-                if run_dir is not None:
+                if run_dir is not None and world.main:
                     _save_epoch(run_dir, model, optimizer, shuffle, state, cfg, history, improved)
                 saved[0] = epoch
             _log_epoch(row, train, val, tb, bar, on_epoch)
-            if stop:
+            if stop:  # every rank has the same validation loss, so all stop here together
                 break
 
     if bar is not None:
@@ -278,6 +268,7 @@ def fit(
 
 def _train_epoch(
     model: VAE,
+    loss_of: BatchLoss,
     optimizer: torch.optim.Optimizer,
     source: DeviceRows,
     labels: DeviceRows | None,
@@ -286,26 +277,21 @@ def _train_epoch(
     step0: int,
     warmup_steps: int,
     bar: Any,
+    world: distributed.World,
 ) -> tuple[torch.Tensor, float]:
-    """One pass over the shuffled index batches: the hot path. Returns the summed
-    [total, rate, distortion] (a device tensor, never read back per step) and the last beta."""
+    """One pass over the shuffled index batches: the hot path. Returns this rank's summed
+    [total, rate, distortion] (a device tensor, never read back per step) and the last beta.
+    In a distributed run each rank takes its shard of every global batch (distributed.py)."""
     model.train()
     sums = torch.zeros(3, device=source.device)
     beta, seen, last_shown = cfg.beta, 0, time.monotonic()
-    for i, idx in enumerate(perm.split(cfg.batch_size)):
+    for i, batch in enumerate(world.batches(perm, cfg.batch_size)):
         if warmup_steps:  # the rate's weight ramps linearly over the warm-up steps
             beta = cfg.beta * min(1.0, (step0 + i + 1) / warmup_steps)
-        loss = model.loss(
-            source[idx],
-            y=None if labels is None else labels[idx],
-            samples=cfg.samples,
-            beta=beta,
-            analytic_kl=cfg.analytic_kl,
-            objective=cfg.objective,
-            mi_weight=cfg.mi_weight,
-            mi_estimator=cfg.mi_estimator,
-        )
-        step_optimizer(model, optimizer, loss.total, cfg.grad_clip)
+        idx, weight = world.shard(batch)
+        loss = loss_of(source[idx], None if labels is None else labels[idx], beta)
+        total = loss.total * weight if weight != 1.0 else loss.total
+        step_optimizer(model, optimizer, total, cfg.grad_clip)
         sums += torch.stack(loss).detach() * len(idx)
         seen += len(idx)
         if bar is not None and time.monotonic() - last_shown > 0.5:  # at most twice a second
@@ -313,6 +299,15 @@ def _train_epoch(
             bar.set_postfix_str(_postfix(sums / seen), refresh=False)
             bar.update(0)
     return sums, beta
+
+
+def _validate(
+    model: VAE, x: Rows, y: torch.Tensor | None, cfg: TrainConfig, world: distributed.World
+) -> list[float]:
+    """evaluate_loss over the validation split, each rank its part, summed across ranks."""
+    idx = world.part(len(x))
+    sums = loss_sums(model, x, idx, cfg.batch_size, y, cfg)
+    return world.sum(sums).div(len(x)).tolist()
 
 
 def _epoch_row(
@@ -358,7 +353,7 @@ def _save_epoch(
     always agree (the caller holds Ctrl-C until all three are written)."""
     if improved:
         model.save(run_dir / MODEL)
-    _save_checkpoint(run_dir / CHECKPOINT, model, optimizer, shuffle, state, cfg)
+    save_checkpoint(run_dir / CHECKPOINT, model, optimizer, shuffle, state, cfg)
     write_metrics(run_dir / METRICS, history)
 
 
@@ -382,7 +377,6 @@ def _log_epoch(
         bar.update(1)
 
 
-@torch.no_grad()
 def evaluate_loss(
     model: VAE,
     x: Rows,
@@ -393,18 +387,31 @@ def evaluate_loss(
     """[-ELBO, rate, distortion] (beta = 1, analytic KL where possible), mean over x, nats;
     for an encoder-only model the infomax loss and its terms (cfg's estimator and weight).
     y: (n,) labels for a model that observes them."""
+    return (loss_sums(model, x, torch.arange(len(x)), batch_size, y, cfg) / len(x)).tolist()
+
+
+@torch.no_grad()
+def loss_sums(
+    model: VAE,
+    x: Rows,
+    idx: torch.Tensor,
+    batch_size: int = 512,
+    y: torch.Tensor | None = None,
+    cfg: TrainConfig | None = None,
+) -> torch.Tensor:
+    """evaluate_loss's terms summed over the rows `idx` of x: a (3,) tensor on the model's
+    device."""
     was_training = model.training
     model.eval()
     device = device_of(model)
     sums = torch.zeros(3, device=device)
-    n = len(x)
     mi = {} if cfg is None else {"mi_weight": cfg.mi_weight, "mi_estimator": cfg.mi_estimator}
-    for idx in torch.arange(n).split(max(batch_size, 512)):
-        yb = None if y is None else y[idx].to(device)
-        loss = model.loss(x[idx].to(device), y=yb, **mi)
-        sums += torch.stack(loss) * len(idx)
+    for part in idx.split(max(batch_size, 512)):
+        yb = None if y is None else y[part].to(device)
+        loss = model.loss(x[part].to(device), y=yb, **mi)
+        sums += torch.stack(loss) * len(part)
     model.train(was_training)
-    return (sums / n).tolist()
+    return sums
 
 
 def check_data(model: VAE, x: Rows, name: str) -> None:
@@ -498,68 +505,3 @@ def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
             {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
         )
     atomic_write_text(path, buf.getvalue())
-
-
-# --- checkpoints: one safetensors file, non-tensor state as JSON in its header --------------
-
-
-def _save_checkpoint(
-    path: Path,
-    model: VAE,
-    optimizer: torch.optim.Optimizer,
-    shuffle: torch.Generator,
-    state: dict[str, Any],
-    cfg: TrainConfig,
-) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    opt = optimizer.state_dict()
-    for pid, pstate in opt["state"].items():
-        for key, value in pstate.items():
-            tensors[f"optim.{pid}.{key}"] = torch.as_tensor(value)
-    tensors["rng.torch"] = torch.get_rng_state()
-    tensors["rng.shuffle"] = shuffle.get_state()
-    device = device_of(model)
-    if device.type == "cuda":  # the posterior noise is drawn there
-        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
-    meta = {
-        "format": "vaekit.checkpoint/1",
-        "state": state,
-        "param_groups": opt["param_groups"],
-        "train": to_dict(cfg),
-    }
-    save_tensors(path, tensors, meta)
-
-
-def _load_checkpoint(
-    path: Path,
-    model: VAE,
-    optimizer: torch.optim.Optimizer,
-    shuffle: torch.Generator,
-    device: torch.device,
-) -> dict[str, Any]:
-    """Restore a checkpoint (written on any device) onto `device`; the RNG of the device in use
-    is restored where the checkpoint has it (a run moved from a GPU to the CPU, or back, goes on
-    with the CPU's noise as saved, and a fresh stream on the new GPU)."""
-    if not path.is_file():
-        raise CheckpointError(f"nothing to resume: {path} does not exist; start without --resume")
-    tensors, meta = load_tensors(path)
-    if meta.get("format") != "vaekit.checkpoint/1" or "state" not in meta:
-        raise CheckpointError(f"{path} is not a vaekit training checkpoint")
-    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    load_state(model, weights, str(path))
-    opt_state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, pid, name = key.split(".", 2)
-            opt_state.setdefault(int(pid), {})[name] = value
-    try:
-        optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(f"{path}: optimizer state does not match the model: {e}") from None
-    torch.set_rng_state(tensors["rng.torch"])
-    shuffle.set_state(tensors["rng.shuffle"])
-    if device.type == "cuda" and "rng.cuda" in tensors:
-        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-    state = meta["state"]
-    state["history"] = [dict(row) for row in state["history"]]
-    return state
