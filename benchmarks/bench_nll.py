@@ -12,6 +12,7 @@ then used as they are by three estimators:
              (skipped until it exists, or if the weights cannot be mapped)
 
     python benchmarks/bench_nll.py --data mnist --k 1000 --n-eval 500
+    python benchmarks/bench_nll.py --data mnist --device cuda --tag _gpu   # make bench-gpu
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where every arm runs [cpu]")
+    p.add_argument("--tag", default="", help="suffix of the result files' names")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -67,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     ref = bc.MLPVAE(d)
     train_s = sum(bc.train_plain(ref, x_train, args.train_epochs))
-    ref.eval()
+    ref.eval().to(args.device)
+    x = x.to(args.device)
     print(f"{args.data}: trained {args.train_epochs} epochs in {train_s:.1f}s; "
           f"evaluating {len(x)} examples, K={args.k}", flush=True)  # fmt: skip
 
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         rows["pythae"] = {"status": "skipped", "note": "pythae not importable"}
         print("pythae: skipped (not importable)")
     else:
-        pmodel = bc.make_pythae_vae(d, ref.enc, ref.dec).eval()
+        pmodel = bc.make_pythae_vae(d, ref.enc, ref.dec).eval().to(args.device)
 
         def pythae() -> tuple[None, float]:
             with torch.no_grad():
@@ -108,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         rows["vaekit"] = {"status": "skipped", "note": f"vaekit.models not importable ({exc})"}
         print(f"vaekit: skipped ({exc})")
     else:
-        vmodel = bc.vaekit_model(d)
+        vmodel = bc.vaekit_model(d).to(args.device)
         reason = bc.copy_into_vaekit(ref, vmodel, x[:64])
         if reason:
             rows["vaekit"] = {"status": "skipped", "note": f"weights not copied: {reason}"}
@@ -180,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
             "torch": torch.__version__,
             "pythae": version,
             "threads": torch.get_num_threads(),
+            "device": args.device,
+            "gpu": torch.cuda.get_device_name(args.device) if args.device != "cpu" else None,
         },
         "test_neg_elbo": neg_elbo,
         "estimators": rows,
@@ -230,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         "only by Monte Carlo noise (the s.e. column bounds the between-example spread).",
     ]
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.out_dir / f"nll_{args.data}"
+    stem = args.out_dir / f"nll_{args.data}{args.tag}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))

@@ -8,6 +8,7 @@ for every arm: -ELBO differences then compare the same initialisations over seve
 
     python benchmarks/bench_train.py --data mnist            # 5 rounds x 20 epochs
     python benchmarks/bench_train.py --data digits --rounds 3
+    make bench-gpu   # on a CUDA GPU: batch 128 and 1024, eager and graphed (issue 11)
 
 Arms:
   plain        the minimal expert loop (benchcommon.train_plain): one tensor, randperm index
@@ -15,7 +16,13 @@ Arms:
   pythae       pythae.pipelines.TrainingPipeline with BaseTrainerConfig (skipped if pythae is
                not importable); progress bars and console logging switched off
   vaekit       vaekit.train.fit(model, x_train, None, TrainConfig(...)) (skipped until it exists)
+               with compile="off": the eager step
   vaekit-bf16  the same with TrainConfig(precision="bf16")
+  vaekit-graphed  compile="on": the step through torch.compile(mode="reduce-overhead"), which
+               captures it in CUDA graphs on a GPU (vaekit.steps)
+
+--device cuda runs every arm on the GPU (data resident there; Pythae with no_cuda=False); the
+test -ELBO is computed on the CPU afterwards, and the GPU's name goes into the results.
 
 No arm evaluates a validation set during training. Test -ELBO is computed afterwards by one
 function (benchcommon.test_neg_elbo) for all arms.
@@ -40,7 +47,7 @@ import torch
 
 import benchcommon as bc
 
-ARMS = ("plain", "pythae", "vaekit", "vaekit-bf16")
+ARMS = ("plain", "pythae", "vaekit", "vaekit-bf16", "vaekit-graphed")
 DEFAULT_EPOCHS = {"mnist": 20, "digits": 100}  # 1,260 / 1,200 optimizer steps at batch 128
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -54,11 +61,11 @@ class Skip(Exception):
 
 def run_plain(train_x: torch.Tensor, test_x: torch.Tensor, args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
-    model = bc.MLPVAE(train_x.shape[1])
+    model = bc.MLPVAE(train_x.shape[1]).to(args.device)
     t0 = time.perf_counter()
-    epoch_s = bc.train_plain(model, train_x, args.epochs, args.batch_size, args.lr)
+    epoch_s = bc.train_plain(model, train_x.to(args.device), args.epochs, args.batch_size, args.lr)
     total = time.perf_counter() - t0
-    model.eval()
+    model.eval().cpu()
     return {
         "epoch_seconds": epoch_s,
         "total_seconds": total,
@@ -107,13 +114,13 @@ def run_pythae(train_x: torch.Tensor, test_x: torch.Tensor, args: argparse.Names
             steps_saving=None,
             steps_predict=None,
             seed=args.seed,
-            no_cuda=True,
+            no_cuda=args.device == "cpu",
         )
         pipeline = TrainingPipeline(model=model, training_config=config)
         t0 = time.perf_counter()
         pipeline(train_data=train_x, callbacks=[timer])
         total = time.perf_counter() - t0
-    model.eval()  # evaluate the last-epoch weights, as for every other arm
+    model.eval().cpu()  # evaluate the last-epoch weights, as for every other arm
     enc, dec = model.encoder, model.decoder
     return {
         "epoch_seconds": timer.seconds,
@@ -126,7 +133,11 @@ def run_pythae(train_x: torch.Tensor, test_x: torch.Tensor, args: argparse.Names
 
 
 def run_vaekit(
-    train_x: torch.Tensor, test_x: torch.Tensor, args: argparse.Namespace, precision: str = "fp32"
+    train_x: torch.Tensor,
+    test_x: torch.Tensor,
+    args: argparse.Namespace,
+    precision: str = "fp32",
+    compile: str = "off",
 ) -> dict:
     """vaekit's own trainer, `vaekit.train.fit`, with its defaults (fused Adam, flush-to-zero
     in every thread, index batches); epoch times from its history's 'seconds'."""
@@ -144,13 +155,14 @@ def run_vaekit(
         lr=args.lr,
         seed=args.seed,
         precision=precision,
+        compile=compile,
     )
     t0 = time.perf_counter()
-    history = fit(model, train_x, None, cfg, run_dir=None, progress=False)
+    history = fit(model, train_x, None, cfg, run_dir=None, progress=False, device=args.device)
     total = time.perf_counter() - t0
     epoch_s = [float(row["seconds"]) for row in history]
     timing = "fit() history['seconds']"
-    model.eval()
+    model.eval().cpu()
     return {
         "epoch_seconds": epoch_s,
         "total_seconds": total,
@@ -174,6 +186,7 @@ def worker(args: argparse.Namespace) -> None:
         "pythae": run_pythae,
         "vaekit": run_vaekit,
         "vaekit-bf16": lambda a, b, c: run_vaekit(a, b, c, precision="bf16"),
+        "vaekit-graphed": lambda a, b, c: run_vaekit(a, b, c, compile="on"),
     }
     try:
         out = runners[args.worker](train_x, test_x, args)
@@ -235,6 +248,9 @@ def summarize(records: list[dict], arms: list[str]) -> dict[str, Any]:
         out[arm] = s
     ratios: dict[str, float] = {}
     pairs = [
+        ("vaekit-graphed", "pythae"),
+        ("vaekit-graphed", "plain"),
+        ("vaekit-graphed", "vaekit"),
         ("vaekit", "pythae"),
         ("vaekit", "plain"),
         ("vaekit-bf16", "pythae"),
@@ -276,6 +292,7 @@ def markdown(result: dict) -> str:
         "",
         f"MLP VAE {cfg['dim']}-512-256-16, Bernoulli, Adam lr {cfg['lr']}, batch "
         f"{cfg['batch_size']}, {cfg['epochs']} epochs, {cfg['rounds']} rounds run alternately; "
+        f"on {result['env'].get('gpu') or 'the CPU'}, "
         f"torch {result['env']['torch']}, {result['env']['threads']} threads, "
         f"pythae {result['env']['pythae'] or 'not installed'}. "
         "Median [min-max] over rounds.",
@@ -326,13 +343,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mnist-path", type=Path, default=bc.MNIST_TEST)
     p.add_argument("--epochs", type=int, default=None, help="default: mnist 20, digits 100")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--arms", default=",".join(ARMS), help=f"comma list from {ARMS}")
+    p.add_argument(
+        "--arms",
+        help=f"comma list from {ARMS} [all but vaekit-graphed on the CPU; all but vaekit-bf16 "
+        "on a GPU]",
+    )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-samples", type=int, default=10, help="posterior samples for -ELBO")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where every arm trains [cpu]")
+    p.add_argument("--tag", default="", help="suffix of the result files' names")
     p.add_argument("--worker", choices=ARMS, help=argparse.SUPPRESS)
     p.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--data-file", help=argparse.SUPPRESS)
@@ -344,6 +367,9 @@ def main(argv: list[str] | None = None) -> None:
         worker(args)
         return
 
+    if args.arms is None:
+        skip = "vaekit-graphed" if args.device == "cpu" else "vaekit-bf16"
+        args.arms = ",".join(a for a in ARMS if a != skip)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     bad = [a for a in arms if a not in ARMS]
     if bad:
@@ -372,6 +398,7 @@ def main(argv: list[str] | None = None) -> None:
                     "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
                     "--lr", str(args.lr), "--seed", str(args.seed + rnd),
                     "--eval-samples", str(args.eval_samples), "--threads", str(args.threads),
+                    "--device", args.device,
                 ]  # fmt: skip
                 env = dict(os.environ, TQDM_DISABLE="1")
                 load = os.getloadavg()[0]
@@ -428,12 +455,14 @@ def main(argv: list[str] | None = None) -> None:
             "threads": args.threads or torch.get_num_threads(),
             "cpus": os.cpu_count(),
             "machine": platform.machine(),
+            "device": args.device,
+            "gpu": torch.cuda.get_device_name(args.device) if args.device != "cpu" else None,
         },
         "summary": summarize(records, arms),
         "records": records,
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.out_dir / f"train_{args.data}"
+    stem = args.out_dir / f"train_{args.data}{args.tag}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     md = markdown(result)
     stem.with_suffix(".md").write_text(md)

@@ -135,8 +135,8 @@ def train_plain(
     model.train()
     for epoch in range(epochs):
         t0 = time.perf_counter()
-        perm = torch.randperm(n)
-        total = torch.zeros(())
+        perm = torch.randperm(n, device=x.device)
+        total = torch.zeros((), device=x.device)
         for i in range(0, n, batch_size):
             xb = x[perm[i : i + batch_size]]
             mean, logvar = model.encode(xb)

@@ -186,3 +186,81 @@ def test_gpu_and_cpu_training_agree_within_float_tolerance() -> None:
     x = splits.test.x[:50]
     a, b = (m.encode(x)[0] for m in models)
     torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+# --- the compiled step -----------------------------------------------------------------------
+
+
+def _digits_fit(cfg: TrainConfig, n: int = 600) -> VAE:
+    splits = prepare(DataConfig(source="digits"))
+    torch.manual_seed(0)
+    model = VAE.from_config(ModelConfig(event_shape=(1, 8, 8), latent_dim=3, hidden=(32,)))
+    fit(model, splits.train.x[:n], splits.val.x, cfg, progress=False)
+    return model
+
+
+def test_the_compiled_step_trains_the_eager_weights_within_float_tolerance() -> None:
+    """--compile on (torch.compile of the step; on the CPU without CUDA graphs) follows the
+    eager run's noise and ends at its weights within float tolerance; the last batch of each
+    epoch has another size (600 rows, batch 128), so the varying batch is covered too."""
+    common = dict(epochs=2, seed=3, batch_size=128, warmup_epochs=1)  # beta varies per step
+    eager = _digits_fit(TrainConfig(**common, compile="off"))
+    compiled = _digits_fit(TrainConfig(**common, compile="on"))
+    for name, t in eager.state_dict().items():
+        torch.testing.assert_close(compiled.state_dict()[name], t, atol=1e-4, rtol=1e-4)
+
+
+def test_auto_compiles_only_on_cuda() -> None:
+    from vaekit.steps import compiles
+
+    cfg = TrainConfig()
+    assert cfg.compile == "auto"
+    assert compiles(cfg, torch.device("cuda", 0))
+    assert not compiles(cfg, torch.device("cpu")) and not compiles(cfg, torch.device("mps"))
+    assert compiles(TrainConfig(compile="on"), torch.device("cpu"))
+    assert not compiles(TrainConfig(compile="off"), torch.device("cuda", 0))
+
+
+def test_a_failing_compiler_falls_back_to_eager_or_is_one_line(monkeypatch) -> None:
+    """Where torch.compile fails: `auto` warns once and trains eagerly (the eager weights,
+    bit for bit); `on` stops with a one-line CompileError naming --compile off."""
+    from vaekit import steps
+
+    def broken(fn, **kw):
+        def call(*a, **k):
+            raise RuntimeError("no C++ compiler found\nlong inductor traceback")
+
+        return call
+
+    monkeypatch.setattr(steps.torch, "compile", broken)
+    monkeypatch.setattr(steps, "compiles", lambda cfg, device: cfg.compile != "off")
+    eager = _digits_fit(TrainConfig(epochs=1, compile="off"), n=300)
+    with pytest.warns(UserWarning, match="torch.compile failed .no C.. compiler found.; training"):
+        fallback = _digits_fit(TrainConfig(epochs=1, compile="auto"), n=300)
+    for name, t in eager.state_dict().items():
+        assert torch.equal(fallback.state_dict()[name], t), name
+    with pytest.raises(steps.CompileError, match=r"^torch.compile failed here .* --compile off$"):
+        _digits_fit(TrainConfig(epochs=1, compile="on"), n=300)
+
+
+def test_every_model_command_refuses_a_missing_device(tmp_path: Path, capsys, no_accelerator):
+    """--device on the commands beyond train: each a one-line error, nothing written."""
+    trained = tmp_path / "run"
+    rc, _, err = run(capsys, "train", "--data", "digits", "--out", trained, "--epochs", 1, *FAST)
+    assert rc == 0, err
+    before = sorted(p.name for p in trained.iterdir())
+    out = tmp_path / "out.csv"
+    commands = [
+        ["evaluate", trained],
+        ["sample", trained, "--out", tmp_path / "s.png"],
+        ["reconstruct", trained, "--data", "digits", "--out", tmp_path / "r.png"],
+        ["encode", trained, "--data", "digits", "--out", out],
+        ["score", trained, "--data", "digits", "--out", out],
+        ["cluster", "--data", "digits", "--out", tmp_path / "clusters", "--k", 3],
+        ["serve", trained],
+    ]
+    for argv in commands:
+        rc, _, err = run(capsys, *argv, "--device", "cuda")
+        assert "torch sees no CUDA GPU here" in assert_one_line_error(rc, err), argv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert sorted(p.name for p in trained.iterdir()) == before

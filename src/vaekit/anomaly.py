@@ -34,6 +34,7 @@ from vaekit.anomaly_scores import (
     score_samples,
 )
 from vaekit.config import ConfigError, ModelConfig, TrainConfig, from_dict, to_dict
+from vaekit.devices import device_of
 from vaekit.io import CheckpointError, load_tensors, save_tensors
 from vaekit.models import VAE, load_state
 
@@ -88,6 +89,9 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         where bf16 matmuls are (CPUs with AMX, GPUs); 12x slower on an AMD EPYC without AMX
         (benchmarks/results/anomaly_mnist_speed.md).
     random_state: seed of initialisation, training and the scores' posterior draws.
+    device: where the VAE trains and scores ("auto": a CUDA GPU, else MPS, else the CPU; see
+        vaekit.devices); scores come back as NumPy arrays either way, and a saved detector
+        loads on the CPU.
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         score_batch_size: int = 256,
         random_state: int = 0,
         verbose: bool = False,
+        device: str = "auto",
     ):
         self.contamination = contamination
         self.score = score
@@ -130,6 +135,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         self.score_batch_size = score_batch_size
         self.random_state = random_state
         self.verbose = verbose
+        self.device = device
 
     # --- fitting ------------------------------------------------------------------------------
 
@@ -173,7 +179,9 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             seed=self.random_state,
             precision=self.precision,
         )
-        self.history_ = fit(model, xt, None, train_cfg, progress=bool(self.verbose))
+        self.history_ = fit(
+            model, xt, None, train_cfg, progress=bool(self.verbose), device=self.device
+        )
         self.model_, self.preprocessor_, self.kind_ = model, pre, kind
         self.event_shape_ = event_shape
         self.n_features_in_ = math.prod(event_shape)
@@ -329,7 +337,10 @@ class VAEDetector(OutlierMixin, BaseEstimator):
     def reconstruct(self, X: Any) -> np.ndarray:
         """E[x | z = posterior mean] in data space (standardisation undone), like X's rows."""
         xt = self._prepare(X)
-        x_hat = torch.cat([self.model_.reconstruct(b) for b in xt.split(self.score_batch_size)])
+        device = device_of(self.model_)
+        x_hat = torch.cat(
+            [self.model_.reconstruct(b.to(device)).cpu() for b in xt.split(self.score_batch_size)]
+        )
         return np.asarray(self.preprocessor_.inverse(x_hat.numpy()))
 
     # --- files --------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from vaekit.devices import device_of, fork_rng
 from vaekit.models import VAE, networks_in
 from vaekit.objectives import elbo_terms, log_likelihood
 
@@ -42,7 +43,8 @@ def _batched(
     precision: str,
     seed: int,
 ) -> torch.Tensor:
-    """Run `per_batch` over x in batches: checked input, eval mode, no_grad, seeded, precision."""
+    """Run `per_batch` over x in batches: checked input, eval mode, no_grad, seeded, precision.
+    Batches go to the model's device and results come back to the CPU."""
     if getattr(model.config, "conditional", False):
         raise ValueError(
             "anomaly scores need a model that does not observe labels y (this one is "
@@ -55,9 +57,10 @@ def _batched(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]), networks_in(model, precision):
+        device = device_of(model)
+        with torch.no_grad(), fork_rng(device), networks_in(model, precision):
             torch.manual_seed(seed)
-            return torch.cat([per_batch(xb) for xb in x.split(batch_size)])
+            return torch.cat([per_batch(xb.to(device)).cpu() for xb in x.split(batch_size)])
     finally:
         model.train(was_training)
 

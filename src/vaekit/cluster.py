@@ -136,6 +136,8 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     min_cluster_size: a cluster that q(y|x) gives fewer points is re-seeded (None: 1% of n/K,
         at least 1).
     random_state: int or None; seeds the networks, t-SNE, the GMM and training.
+    device: where the three training stages run ("auto": a CUDA GPU, else MPS, else the CPU);
+        the fitted model is kept on the CPU, where predict, transform and sample run.
 
     Fitted attributes: labels_ (n,), weights_ (K,), means_ (K, latent), covariances_ (K,
     latent) diagonal variances of p(z|y), n_iter_ (epochs trained, all stages), model_ (the
@@ -172,6 +174,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         min_cluster_size: int | None = None,
         random_state: int | None = None,
         verbose: bool = False,
+        device: str = "auto",
     ):
         self.n_clusters = n_clusters
         self.latent_dim = latent_dim
@@ -192,6 +195,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.min_cluster_size = min_cluster_size
         self.random_state = random_state
         self.verbose = verbose
+        self.device = device
 
     # --- fitting ------------------------------------------------------------------------------
 
@@ -240,7 +244,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         torch.manual_seed(seed)
         ae = VAE.from_config(ModelConfig(**common))
         if pre_epochs > 0:
-            pretrain(ae, xt, with_changes(train, epochs=pre_epochs), self.verbose)
+            pretrain(ae, xt, with_changes(train, epochs=pre_epochs), self.verbose, self.device)
         z, z_var = codes(ae, xt)
         space = self.init_space
         if space == "auto":
@@ -256,7 +260,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         init_prior(model, z, z_var, init.labels)
         if pull_epochs > 0:
             cfg = with_changes(train, epochs=pull_epochs, beta=float(self.pull_beta))
-            pull(model, xt, init.labels, cfg, self.verbose)
+            pull(model, xt, init.labels, cfg, self.verbose, self.device)
         self._pull_labels = responsibilities(model, xt).argmax(1).numpy()  # for studies
         n_iter = pre_epochs + pull_epochs
         min_size = self.min_cluster_size
@@ -268,7 +272,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             # start of the joint stage): joint training drifts away from a good start.
             lr = float(self.joint_lr if self.joint_lr is not None else self.lr / 5)
             jcfg = with_changes(train, epochs=joint_epochs, lr=lr)
-            joint(model, xt, jcfg, self.verbose)
+            joint(model, xt, jcfg, self.verbose, self.device)
             n_iter += joint_epochs
             settle = with_changes(jcfg, epochs=max(1, joint_epochs // 2))
             for _ in range(2):  # re-seed emptied clusters and let them settle, twice at most
@@ -276,7 +280,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 if not reseeded:
                     break
                 self.reseeded_ += reseeded
-                joint(model, xt, settle)
+                joint(model, xt, settle, device=self.device)
                 n_iter += settle.epochs
         # A last re-seed without training after it (it cannot help a model whose codes
         # carry no cluster structure at all).

@@ -61,12 +61,29 @@ class InitResult:
     candidates: list[np.ndarray]  # every restart's labels, (n,) each
 
 
-def pretrain(model: VAE, x: torch.Tensor, cfg: TrainConfig, verbose: bool = False) -> None:
+def pretrain(
+    model: VAE, x: torch.Tensor, cfg: TrainConfig, verbose: bool = False, device: str = "cpu"
+) -> None:
     """Train `model` (a VAE with the normal prior) as an autoencoder, in place: beta = 0 through
     `vaekit.train.fit`. x: (n, *event_shape)."""
+    _train(model, x, with_changes(cfg, beta=0.0), verbose, device)
+
+
+def _train(
+    model: VAE,
+    x: torch.Tensor,
+    cfg: TrainConfig,
+    verbose: bool,
+    device: str,
+    labels: np.ndarray | None = None,
+) -> None:
+    """A stage's training on `device`; the model comes back to the CPU, where the recipe's
+    NumPy steps (codes, t-SNE, GMM, responsibilities) read it."""
     from vaekit.train import fit
 
-    fit(model, x, None, with_changes(cfg, beta=0.0), progress=verbose)
+    y = None if labels is None else torch.from_numpy(labels)
+    fit(model, x, None, cfg, y_train=y, progress=verbose, device=device)
+    model.cpu()
 
 
 @torch.no_grad()
@@ -158,20 +175,23 @@ def init_prior(model: VAE, z: np.ndarray, z_var: np.ndarray, labels: np.ndarray)
 
 
 def pull(
-    model: VAE, x: torch.Tensor, labels: np.ndarray, cfg: TrainConfig, verbose: bool = False
+    model: VAE,
+    x: torch.Tensor,
+    labels: np.ndarray,
+    cfg: TrainConfig,
+    verbose: bool = False,
+    device: str = "cpu",
 ) -> None:
     """Train the clustering VAE with the initial labels observed (KL(q(z|x) || p(z|y)) for the
     given y), in place: each initial cluster becomes one Gaussian of the latent space."""
-    from vaekit.train import fit
-
-    fit(model, x, None, cfg, y_train=torch.from_numpy(labels), progress=verbose)
+    _train(model, x, cfg, verbose, device, labels)
 
 
-def joint(model: VAE, x: torch.Tensor, cfg: TrainConfig, verbose: bool = False) -> None:
+def joint(
+    model: VAE, x: torch.Tensor, cfg: TrainConfig, verbose: bool = False, device: str = "cpu"
+) -> None:
     """Train the clustering VAE on its own objective (y inferred), in place."""
-    from vaekit.train import fit
-
-    fit(model, x, None, cfg, progress=verbose)
+    _train(model, x, cfg, verbose, device)
 
 
 @torch.no_grad()

@@ -168,6 +168,12 @@ def build_parser() -> Parser:
         help="bf16: networks in bf16, master weights and loss in fp32 (CPU AMX / GPU) [fp32]",
     )
     g.add_argument("--k", type=int, help="importance samples for the final log-likelihood [1000]")
+    g.add_argument(
+        "--compile",
+        choices=["auto", "on", "off"],
+        help="the step through torch.compile (CUDA graphs on a GPU): auto = on a CUDA GPU "
+        "only; off = eager everywhere [auto]",
+    )
     add_device(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--no-pictures", action="store_true", help="skip the pictures and report")

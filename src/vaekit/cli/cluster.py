@@ -9,7 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vaekit.cli.common import UserError, check_out, hidden_sizes, ints, write_atomic
+from vaekit.cli.common import (
+    UserError,
+    add_device,
+    check_out,
+    hidden_sizes,
+    ints,
+    write_atomic,
+)
 
 NAME = "cluster"
 
@@ -67,9 +74,13 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--seed", type=int, default=0, help="[0]")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device(p, "where the three training stages run; assigning runs on the CPU")
 
 
 def run(args: argparse.Namespace) -> int:
+    from vaekit.devices import resolve_device
+
+    resolve_device(args.device)  # a device that is not here: one line, before any work
     if args.run is not None:
         return _assign(args)
     return _train(args)
@@ -108,6 +119,7 @@ def _train(args: argparse.Namespace) -> int:
         init_space=args.init_space,
         random_state=args.seed,
         verbose=not args.quiet,
+        device=args.device,
     )
     est.fit(ds.x)  # every user mistake is raised here, before anything is written
     proba = est.predict_proba(ds.x)

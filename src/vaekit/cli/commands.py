@@ -50,6 +50,7 @@ TRAIN_FLAGS = {  # flag -> (config section, field)
     "mi_weight": ("train", "mi_weight"),
     "critic_noise": ("model", "critic_noise"),
     "precision": ("train", "precision"),
+    "compile": ("train", "compile"),
     "k": ("train", "eval_k"),
 }
 

@@ -40,13 +40,13 @@ def hidden_sizes(text: str) -> tuple[int, ...]:
     return () if text.strip() in ("", "none") else ints(text)
 
 
-def add_device(parser: argparse.ArgumentParser) -> None:
+def add_device(parser: Any, what: str = "where the model runs") -> None:
     """--device, for every command that runs a model."""
     parser.add_argument(
         "--device",
         default="auto",
-        help="where the model runs: auto (a CUDA GPU, else MPS, else the CPU), cpu, cuda, "
-        "cuda:N or mps [auto]",
+        help=f"{what}: auto (a CUDA GPU, else MPS, else the CPU), cpu, cuda, cuda:N or mps "
+        "[auto]",
     )
 
 

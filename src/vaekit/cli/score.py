@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from vaekit.cli.common import UserError, check_out, write_atomic
+from vaekit.cli.common import UserError, add_device, check_out, write_atomic
 
 NAME = "score"
 
@@ -66,6 +66,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="[fp32]")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws [0]")
     p.add_argument("--force", action="store_true", help="overwrite --out (and OUT_explain.csv)")
+    add_device(p)
 
 
 def explain_path(out: Path) -> Path:
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.explain:
         check_out(explain_path(args.out), (".csv",), args.force)
 
-    run = Run.load(args.run)
+    run = Run.load(args.run, device=args.device)
     x, _ = run.data(args.data)
     opts = {"samples": args.samples, "precision": args.precision, "seed": args.seed}
     scores = anomaly.score_samples(run.model, x, args.score, **opts).double().numpy()

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vaekit.cli.common import UserError
+from vaekit.cli.common import UserError, add_device
 
 NAME = "serve"
 
@@ -40,6 +40,7 @@ def add_parser(sub: Any) -> None:
         default="127.0.0.1",
         help="address to bind; anything but loopback lets other machines in [127.0.0.1]",
     )
+    add_device(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     loopback = is_loopback(args.host)
     # On loopback, accept only loopback Host headers: a page on another site cannot then reach
     # the server through DNS rebinding.
-    app = create_app(args.run, allowed_hosts=LOOPBACK_NAMES if loopback else None)
+    app = create_app(
+        args.run, device=args.device, allowed_hosts=LOOPBACK_NAMES if loopback else None
+    )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"vaekit serve: {args.run} at http://{shown}:{args.port}/ (Ctrl-C stops)", flush=True)
     if loopback:
