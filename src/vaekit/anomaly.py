@@ -198,7 +198,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         image = kind == "image"
         return {
             "latent_dim": self.latent_dim or (16 if image else min(8, d // 2 + 1)),
-            "hidden": tuple(self.hidden) if self.hidden is not None
+            "hidden": tuple(self.hidden)
+            if self.hidden is not None
             else ((512, 256) if image else (64, 32)),
             "epochs": self.epochs or (150 if image else 30),
             "beta": (0.5 if image else 1.0) if self.beta is None else float(self.beta),

@@ -56,9 +56,7 @@ def draw_anomaly(
     return paths
 
 
-def histogram(
-    scores: np.ndarray, threshold: float, path: Path, score: str, how: str = ""
-) -> Path:
+def histogram(scores: np.ndarray, threshold: float, path: Path, score: str, how: str = "") -> Path:
     """The distribution of scores with the threshold as a vertical line; flagged count shown."""
     import matplotlib.pyplot as plt
 
@@ -66,8 +64,13 @@ def histogram(
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100, layout="constrained")
     bins = min(60, max(10, len(scores) // 20))
     ax.hist(scores, bins=bins, color="tab:blue", alpha=0.8)
-    ax.axvline(threshold, color="tab:red", lw=1.5, ls="--",
-               label=f"threshold {threshold:.4g}: {flagged} of {len(scores)} flagged")
+    ax.axvline(
+        threshold,
+        color="tab:red",
+        lw=1.5,
+        ls="--",
+        label=f"threshold {threshold:.4g}: {flagged} of {len(scores)} flagged",
+    )
     ax.set_xlabel(f"{score} score ({UNITS[score]}); higher = more abnormal")
     ax.set_ylabel("inputs")
     ax.set_title(how, fontsize=10)
@@ -98,24 +101,38 @@ def extremes(
         k = len(most)
         grid = np.stack([images[:k], rec[:k], images[k:], rec[k:]])
         return class_plots.labelled_grid(
-            grid, path,
+            grid,
+            path,
             row_labels=["most anomalous", "reconstruction", "least anomalous", "reconstruction"],
             title=f"{score}: highest {scores[most[0]]:.4g} ... lowest {scores[least[0]]:.4g}",
         )
-    return _table_extremes(xs.numpy(), recon.numpy(), np.concatenate([most, least]), scores,
-                           len(most), path, score)
+    return _table_extremes(
+        xs.numpy(), recon.numpy(), np.concatenate([most, least]), scores, len(most), path, score
+    )
 
 
 def _table_extremes(
-    xs: np.ndarray, recon: np.ndarray, idx: np.ndarray, scores: np.ndarray, k: int,
-    path: Path, score: str,
+    xs: np.ndarray,
+    recon: np.ndarray,
+    idx: np.ndarray,
+    scores: np.ndarray,
+    k: int,
+    path: Path,
+    score: str,
 ) -> Path:
     import matplotlib.pyplot as plt
 
     rows = min(k, 4)
     picks = [*range(rows), *range(k, k + rows)]
-    fig, axes = plt.subplots(2, rows, figsize=(3.2 * rows, 5.0), dpi=100, squeeze=False,
-                             sharey=True, layout="constrained")
+    fig, axes = plt.subplots(
+        2,
+        rows,
+        figsize=(3.2 * rows, 5.0),
+        dpi=100,
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
     feats = np.arange(xs.shape[1])
     for ax, i in zip(axes.ravel(), picks, strict=True):
         ax.plot(feats, xs[i].ravel(), "o", ms=3, color="tab:blue", label="input")

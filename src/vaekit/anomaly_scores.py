@@ -205,8 +205,7 @@ def run_threshold(
         if len(x):
             if not isinstance(x, torch.Tensor):  # a memory-mapped split: read it whole
                 x = x[torch.arange(len(x))]
-            s = score_samples(run.model, x, score, samples=samples, precision=precision,
-                              seed=seed)
+            s = score_samples(run.model, x, score, samples=samples, precision=precision, seed=seed)
             return float(torch.quantile(s.double(), 1.0 - contamination)), name
     raise ValueError("the run has no training data to set a threshold from; give a threshold")
 

@@ -87,7 +87,9 @@ def conditional_figures(
     samples = as_images(display(model.sample(len(asked), y=asked)), event_shape)
     paths = {
         "classes": labelled_grid(
-            samples.reshape(k, per_class, *shape), out / "classes.png", row_labels=names,
+            samples.reshape(k, per_class, *shape),
+            out / "classes.png",
+            row_labels=names,
             title="samples of each class, p(x|z,y) at prior draws",
         )
     }
@@ -100,7 +102,8 @@ def conditional_figures(
         transfers = as_images(display(decoded), event_shape).reshape(m, k, *shape)
         grid = np.concatenate([originals, transfers], axis=1)
         paths["style"] = labelled_grid(
-            grid, out / "style.png",
+            grid,
+            out / "style.png",
             row_labels=[f"input ({names[int(c)]})" for c in ys[:m]],
             col_labels=["input", *names],
             title="style transfer: each input's z decoded with every label",

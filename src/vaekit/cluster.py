@@ -85,6 +85,7 @@ __all__ = [
     "reseed_empty",
     "responsibilities",
 ]
+from vaekit import distributed
 from vaekit.config import ConfigError, ModelConfig, TrainConfig, from_dict, to_dict
 from vaekit.io import CheckpointError, load_tensors, save_tensors
 from vaekit.models import VAE, load_state
@@ -250,9 +251,9 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         if space == "auto":
             space = "input" if math.prod(event_shape) <= AUTO_INPUT_FEATURES else "codes"
         features = z if space == "codes" else input_features(xt.numpy(), seed)
-        init = initial_clustering(
-            features, k, method=self.init, n_init=int(self.n_init), seed=seed
-        )
+        init = initial_clustering(features, k, method=self.init, n_init=int(self.n_init), seed=seed)
+        # under torchrun every rank computes it; all take rank 0's (t-SNE may differ by machine)
+        distributed.current().from_main(torch.from_numpy(init.labels))
 
         model = VAE.from_config(ModelConfig(**common, prior="cluster", num_classes=k))
         model.encoder.load_state_dict(ae.encoder.state_dict())
@@ -403,9 +404,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         # Seeded posterior draws (5 per example): the same X gives the same score.
         with torch.no_grad(), torch.random.fork_rng():
             torch.manual_seed(0)
-            totals = [
-                float(self.model_.elbo(b, samples=5).total) * len(b) for b in xt.split(1024)
-            ]
+            totals = [float(self.model_.elbo(b, samples=5).total) * len(b) for b in xt.split(1024)]
         return -sum(totals) / len(xt)
 
     def sample(
@@ -442,8 +441,9 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         tensors["labels"] = torch.from_numpy(np.asarray(self.labels_, dtype=np.int64))
         meta = {
             "format": FORMAT,
-            "params": {k: list(v) if isinstance(v, tuple) else v
-                       for k, v in self.get_params().items()},
+            "params": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in self.get_params().items()
+            },
             "model": to_dict(self.model_.config),
             "event_shape": list(self._event_shape),
             "n_iter": self.n_iter_,
@@ -482,8 +482,9 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         except (KeyError, TypeError, ValueError, ConfigError) as e:
             raise CheckpointError(f"{path}: damaged clusterer file: {e}") from None
         model = VAE.from_config(config)
-        load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
-                   str(path))
+        load_state(
+            model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path)
+        )
         est.model_ = model.eval()
         est.n_features_in_ = math.prod(est._event_shape)
         est._set_mixture_attributes()

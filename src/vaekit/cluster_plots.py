@@ -49,7 +49,8 @@ def draw_clusters(
             if not info.get("data"):
                 raise ValueError(f"{source}: the run does not say its data; pass x")
             ds = load_source(
-                info["data"], image_shape=info.get("image_shape"),
+                info["data"],
+                image_shape=info.get("image_shape"),
                 label_column=info.get("label_column"),
             )
             x, y = ds.x, ds.y
@@ -66,7 +67,9 @@ def draw_clusters(
         samples = est.sample(len(clusters), cluster=clusters, random_state=seed)
         grid = plots.as_images(samples.reshape(len(samples), *shape), shape)
         written["cluster_samples"] = plots.image_grid(
-            np.clip(grid, 0, 1), out / SAMPLES, nrow=per_cluster,
+            np.clip(grid, 0, 1),
+            out / SAMPLES,
+            nrow=per_cluster,
             title=f"samples from each cluster (row k: p(z|y=k)), K={k}",
         )
     if x is not None:
@@ -82,7 +85,9 @@ def draw_clusters(
         )
         if y is not None:
             written["cluster_latent_labels"] = plots.latent_scatter(
-                means, np.asarray(y)[idx], out / LATENT_LABELS,
+                means,
+                np.asarray(y)[idx],
+                out / LATENT_LABELS,
                 title="the same points, coloured by their real labels",
             )
     return written

@@ -198,9 +198,7 @@ def joint(
 def responsibilities(model: VAE, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """q(y|x): (n, K), rows summing to 1."""
     model.eval()
-    out = [
-        model.prior.class_log_posterior(model.posterior(xb)).exp() for xb in x.split(batch_size)
-    ]
+    out = [model.prior.class_log_posterior(model.posterior(xb)).exp() for xb in x.split(batch_size)]
     return torch.cat(out).double()
 
 

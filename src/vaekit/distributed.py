@@ -20,6 +20,7 @@ The rules (README, "Several processes and machines"):
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -71,6 +72,13 @@ class World:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
 
+    def from_main(self, t: torch.Tensor) -> torch.Tensor:
+        """Rank 0's t on every rank, in place (for results computed outside the trainer, like a
+        clustering's initial labels, that must agree across ranks)."""
+        if self.active:
+            dist.broadcast(t, src=0)
+        return t
+
     def noise_seed(self, seed: int, epoch: int) -> int:
         """The posterior-noise seed of this rank for an epoch (distributed runs only)."""
         return (seed * 1_000_003 + epoch) * 4099 + self.rank
@@ -81,7 +89,18 @@ class World:
             return model
         ids = [device.index or 0] if device.type == "cuda" else None
         # buffers never change during training (the priors' constants): no per-step broadcast
-        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+        no_sync = (
+            {"forward_sync_buffers": False}
+            if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+            else {"broadcast_buffers": False}  # torch before forward_sync_buffers
+        )
+        # gradients as views into DDP's buckets: no copy of every gradient per step. A static
+        # graph: every step of a fit uses the same parameters, though not always all of them
+        # (p(y)'s logits while the clustering model observes y), which DDP then allows without
+        # searching the graph for unused ones at every step.
+        return DistributedDataParallel(
+            model, device_ids=ids, gradient_as_bucket_view=True, static_graph=True, **no_sync
+        )
 
 
 def current() -> World:
@@ -94,6 +113,11 @@ def current() -> World:
 def launched() -> bool:
     """Whether torchrun (or another launcher setting its variables) started this process."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def launched_rank() -> int:
+    """This process's rank as the launcher set it (0 when not launched by one)."""
+    return int(os.environ["RANK"]) if launched() else 0
 
 
 def label() -> str:

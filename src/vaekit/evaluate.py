@@ -136,7 +136,8 @@ def conditional_accuracy(
     real = judge.predict(x_test.flatten(1).numpy()) if len(x_test) else np.array([])
     return {
         "conditional_accuracy": float((got == asked.numpy()).mean()),
-        "classifier_test_accuracy": float((real == y_test.numpy()).mean()) if len(real) else
-        float("nan"),
+        "classifier_test_accuracy": float((real == y_test.numpy()).mean())
+        if len(real)
+        else float("nan"),
         "samples_per_class": per_class,
     }

@@ -163,7 +163,11 @@ def build_critic(cfg: ModelConfig) -> nn.Module:
     encoder does).
     """
     return SeparableCritic(
-        math.prod(cfg.event_shape), cfg.latent_dim, (), cfg.critic_hidden, cfg.critic_dim,
+        math.prod(cfg.event_shape),
+        cfg.latent_dim,
+        (),
+        cfg.critic_hidden,
+        cfg.critic_dim,
         cfg.activation,
     )
 

@@ -176,8 +176,9 @@ def image_grid(
     ax.set_axis_off()
     _imshow(ax, grid)
     if title:
-        fig.text(0.5, 1.0 - 0.5 * title_h / (h + title_h), title, ha="center", va="center",
-                 fontsize=12)
+        fig.text(
+            0.5, 1.0 - 0.5 * title_h / (h + title_h), title, ha="center", va="center", fontsize=12
+        )
     return _save(fig, path)
 
 
@@ -321,11 +322,21 @@ def latent_scatter(
         if classes is not None:
             values, inverse = classes
             cmap = plt.get_cmap("tab10" if len(values) <= 10 else "tab20")
-            ax.hist([coords[inverse == k, 0] for k in range(len(values))], bins=bins,
-                    stacked=True, color=[cmap(k) for k in range(len(values))],
-                    label=[_fmt_class(v) for v in values])
-            ax.legend(title="label", fontsize=9, title_fontsize=9, frameon=False,
-                      loc="center left", bbox_to_anchor=(1.0, 0.5))
+            ax.hist(
+                [coords[inverse == k, 0] for k in range(len(values))],
+                bins=bins,
+                stacked=True,
+                color=[cmap(k) for k in range(len(values))],
+                label=[_fmt_class(v) for v in values],
+            )
+            ax.legend(
+                title="label",
+                fontsize=9,
+                title_fontsize=9,
+                frameon=False,
+                loc="center left",
+                bbox_to_anchor=(1.0, 0.5),
+            )
         else:
             ax.hist(coords[:, 0], bins=bins, color="tab:blue", alpha=0.8)
         ax.set_xlabel("z1 (posterior mean)")
@@ -341,14 +352,22 @@ def latent_scatter(
             for k, v in enumerate(values):
                 sel = inverse == k
                 ax.scatter(x[sel], y[sel], color=cmap(k), label=_fmt_class(v), **style)
-            leg = ax.legend(title="label", fontsize=9, title_fontsize=9, markerscale=2.5,
-                            frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+            leg = ax.legend(
+                title="label",
+                fontsize=9,
+                title_fontsize=9,
+                markerscale=2.5,
+                frameon=False,
+                loc="center left",
+                bbox_to_anchor=(1.0, 0.5),
+            )
             for handle in leg.legend_handles:
                 if handle is not None:
                     handle.set_alpha(1.0)
         else:
-            sc = ax.scatter(x, y, c=_to_numpy(labels).ravel().astype(float), cmap="viridis",
-                            **style)
+            sc = ax.scatter(
+                x, y, c=_to_numpy(labels).ravel().astype(float), cmap="viridis", **style
+            )
             fig.colorbar(sc, ax=ax, label="label")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
@@ -387,13 +406,22 @@ def training_curves(metrics_csv: str | Path, path: str | Path) -> Path:
     """
     cols = _read_metrics(metrics_csv)
     epoch = cols["epoch"]
-    panels = [("loss", "total loss (−ELBO)"), ("rate", "rate (KL)"),
-              ("distortion", "distortion (−log p(x|z))")]
+    panels = [
+        ("loss", "total loss (−ELBO)"),
+        ("rate", "rate (KL)"),
+        ("distortion", "distortion (−log p(x|z))"),
+    ]
     panels = [p for p in panels if f"train_{p[0]}" in cols or f"val_{p[0]}" in cols]
     if not panels:
         raise ValueError(f"{metrics_csv} has none of the columns train_loss, train_rate, ...")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.3), dpi=_DPI,
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(4.2 * len(panels), 3.3),
+        dpi=_DPI,
+        squeeze=False,
+        layout="constrained",
+    )
     marker = "o" if len(epoch) <= 30 else None
     for ax, (key, name) in zip(axes[0], panels, strict=True):
         for split, colour, ls in (("train", "tab:blue", "-"), ("val", "tab:orange", "--")):
@@ -401,8 +429,16 @@ def training_curves(metrics_csv: str | Path, path: str | Path) -> Path:
             if values is None or np.all(np.isnan(values)):
                 continue
             ok = ~np.isnan(values)
-            ax.plot(epoch[ok], values[ok], ls, color=colour, marker=marker, ms=3, lw=1.5,
-                    label="train" if split == "train" else "validation")
+            ax.plot(
+                epoch[ok],
+                values[ok],
+                ls,
+                color=colour,
+                marker=marker,
+                ms=3,
+                lw=1.5,
+                label="train" if split == "train" else "validation",
+            )
         ax.set_title(name, fontsize=11)
         ax.set_xlabel("epoch")
         ax.set_ylabel("nats per example")
@@ -495,8 +531,8 @@ def plot_run(
                 paths.update(conditional_figures(model, xs, yt, display, out, event_shape))
             if image_shape is not None and len(xs) > 0:
                 k = min(16, len(xs))
-                x_hat = model.reconstruct(xs[:k]) if yt is None else model.reconstruct(
-                    xs[:k], yt[:k]
+                x_hat = (
+                    model.reconstruct(xs[:k]) if yt is None else model.reconstruct(xs[:k], yt[:k])
                 )
                 paths["reconstructions"] = reconstruction_grid(
                     as_images(display(xs[:k]), event_shape),
@@ -512,7 +548,9 @@ def plot_run(
                     pairs = zip(chunks, yt.split(_ENCODE_BATCH), strict=True)
                     means = torch.cat([model.encode(c, yc)[0].float().cpu() for c, yc in pairs])
                 paths["latent"] = latent_scatter(
-                    means, ys, out / "latent.png",
+                    means,
+                    ys,
+                    out / "latent.png",
                     title=f"posterior means of {len(means)} held-out examples",
                 )
             if image_shape is not None and latent_dim == 2 and not conditional:

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from vaekit import distributed
 from vaekit.config import (
     ConfigError,
     ModelConfig,
@@ -148,9 +149,13 @@ def train_run(
     `config.train.patience` are taken from the argument) and training continues from the
     checkpoint. device: where to train and evaluate (auto: a CUDA GPU, else MPS, else the CPU);
     nothing written depends on it.
+
+    Launched by torchrun (vaekit.distributed), every rank runs this: all make the same checks
+    and load the same data, then join the process group and train their shards; only rank 0
+    writes, evaluates and draws (the other ranks return empty figures).
     """
     out = Path(out)
-    device = resolve_device(device)
+    device = resolve_device(distributed.local_device(device))  # under torchrun: cuda:LOCAL_RANK
     # Nothing is created, replaced or deleted until the data have loaded and passed the
     # model's checks: a bad source leaves an existing (or no) directory as it was.
     check_out_dir(out, resume=resume, force=force)
@@ -166,14 +171,40 @@ def train_run(
     model = VAE.from_config(config.model)
     check_data(model, splits.train.x, "training")
     labels = run_labels(model, splits)
+    if resume and not (out / CHECKPOINT).is_file():
+        raise CheckpointError(f"nothing to resume: {out / CHECKPOINT} is missing")
     created = not out.exists()
-    prepare_out_dir(out, resume=resume, force=force)
-    if not resume:
+    # every rank has checked the same things; the group forms once all have (a barrier), so
+    # rank 0 cannot create the directory under another rank's check
+    started = distributed.start(device)
+    try:
+        return _train_and_report(
+            config, out, model, splits, labels, resume, force, created, progress, pictures, device
+        )
+    finally:
+        distributed.stop(started)
+
+
+def _train_and_report(
+    config: RunConfig,
+    out: Path,
+    model: VAE,
+    splits: Splits,
+    labels: Labels,
+    resume: bool,
+    force: bool,
+    created: bool,
+    progress: bool,
+    pictures: bool,
+    device: torch.device,
+) -> tuple[Run, dict[str, float]]:
+    """train_run after its checks: the files (rank 0), training, then test figures and
+    pictures (rank 0)."""
+    main = distributed.current().main
+    if main and not resume:
+        prepare_out_dir(out, resume=resume, force=force)
         save_json(config, out / CONFIG)
         atomic_write_text(out / PREPROCESSING, json.dumps(splits.preprocessor.to_dict(), indent=2))
-    elif not (out / CHECKPOINT).is_file():
-        raise CheckpointError(f"nothing to resume: {out / CHECKPOINT} is missing")
-
     try:
         fit(
             model,
@@ -189,12 +220,14 @@ def train_run(
             device=device,
         )
     except BaseException:
-        if not resume and not (out / CHECKPOINT).is_file():
+        if main and not resume and not (out / CHECKPOINT).is_file():
             _remove_unstarted(out, created)  # so the same command can simply be run again
         raise
+    run = Run(out, config, model, splits.preprocessor)
+    if not main:
+        return run, {}
     if resume:  # the new epoch count, once the checkpoint has loaded and training went on
         save_json(config, out / CONFIG)
-    run = Run(out, config, model, splits.preprocessor)
     figures = evaluate_split(run, splits)
     if pictures:
         draw(run, splits=splits, figures=figures)

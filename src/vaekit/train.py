@@ -164,7 +164,10 @@ def fit(
     `DeviceRows`. Batches, shuffles and noise are drawn as on the CPU, so a run's batches do
     not depend on the device.
     """
-    device = device_of(model) if device is None else resolve_device(device)
+    # under torchrun, "auto" and "cuda" mean this process's own GPU (cuda:LOCAL_RANK)
+    device = (
+        device_of(model) if device is None else resolve_device(distributed.local_device(device))
+    )
     world = distributed.current()
     if len(x_train) == 0:
         raise ValueError("the training split is empty; give more data or a smaller test fraction")

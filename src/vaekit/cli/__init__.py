@@ -306,20 +306,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands[module.NAME] = module.run
     from vaekit.config import ConfigError
     from vaekit.data import DataError
+    from vaekit.distributed import label, launched
     from vaekit.io import CheckpointError, Terminated, terminate_as_interrupt
     from vaekit.train import TrainingError, TrainingInterrupted
 
+    name = f"{args.command}{label()}"  # under torchrun: which rank says it
     try:
         with terminate_as_interrupt():  # SIGTERM: the same clean exit as Ctrl-C
             return commands[args.command](args)
     except TrainingInterrupted as e:
-        print(f"vaekit {args.command}: {e}", file=sys.stderr)
+        print(f"vaekit {name}: {e}", file=sys.stderr)
         return 128 + e.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     except Terminated:
-        print(f"vaekit {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        print(f"vaekit {name}: terminated (SIGTERM)", file=sys.stderr)
         return 128 + Terminated.signum
     except KeyboardInterrupt:
-        print(f"vaekit {args.command}: interrupted", file=sys.stderr)
+        print(f"vaekit {name}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (
         UserError,
@@ -332,7 +334,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         FileNotFoundError,
         PermissionError,
     ) as e:
-        print(f"vaekit {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        print(f"vaekit {name}: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    except RuntimeError as e:
+        if not launched():
+            raise
+        # another rank failed or was stopped, and this one's collective broke off
+        print(f"vaekit {name}: stopped: {_one_line(e)[:300]}", file=sys.stderr)
         return EXIT_ERROR
 
 

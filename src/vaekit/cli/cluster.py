@@ -50,27 +50,47 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("run", nargs="?", type=Path, help="a cluster run directory: assign --data")
     p.add_argument("--data", required=True, help="'digits' (built in) or a path vaekit reads")
-    p.add_argument("--out", type=Path, required=True,
-                   help="run directory to create (training) or FILE.csv (with RUN)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="run directory to create (training) or FILE.csv (with RUN)",
+    )
     p.add_argument("--k", type=int, default=10, help="number of clusters, >= 2 [10]")
     p.add_argument("--image-shape", type=ints, help="read flat rows as (H, W) or (C, H, W)")
     p.add_argument("--label-column", help="CSV column / array name holding labels (scoring only)")
     g = p.add_argument_group("model and recipe (training only)")
     g.add_argument("--latent-dim", type=int, default=10, help="[10]")
-    g.add_argument("--arch", choices=["auto", "mlp", "conv"], default="auto",
-                   help="auto: conv for images >= 16x16, else mlp [auto]")
+    g.add_argument(
+        "--arch",
+        choices=["auto", "mlp", "conv"],
+        default="auto",
+        help="auto: conv for images >= 16x16, else mlp [auto]",
+    )
     g.add_argument("--hidden", type=hidden_sizes, default=(512, 256), help="MLP sizes [512,256]")
-    g.add_argument("--pretrain-epochs", type=int,
-                   help="autoencoder epochs [at least 50 and 2000 steps]")
-    g.add_argument("--pull-epochs", type=int,
-                   help="epochs with the initial clusters observed [at least 20 and 1000 steps]")
+    g.add_argument(
+        "--pretrain-epochs", type=int, help="autoencoder epochs [at least 50 and 2000 steps]"
+    )
+    g.add_argument(
+        "--pull-epochs",
+        type=int,
+        help="epochs with the initial clusters observed [at least 20 and 1000 steps]",
+    )
     g.add_argument("--epochs", type=int, help="joint (VaDE) epochs [at least 10 and 400 steps]")
     g.add_argument("--n-init", type=int, default=10, help="restarts of the initial mixture [10]")
-    g.add_argument("--init", choices=["tsne", "gmm"], default="tsne",
-                   help="initial clustering: t-SNE then a GMM, or a GMM alone [tsne]")
-    g.add_argument("--init-space", choices=["auto", "input", "codes"], default="auto",
-                   help="what the initial clustering sees: auto = the inputs up to 256 "
-                   "features, else the autoencoder's codes [auto]")
+    g.add_argument(
+        "--init",
+        choices=["tsne", "gmm"],
+        default="tsne",
+        help="initial clustering: t-SNE then a GMM, or a GMM alone [tsne]",
+    )
+    g.add_argument(
+        "--init-space",
+        choices=["auto", "input", "codes"],
+        default="auto",
+        help="what the initial clustering sees: auto = the inputs up to 256 "
+        "features, else the autoencoder's codes [auto]",
+    )
     g.add_argument("--seed", type=int, default=0, help="[0]")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -93,7 +113,9 @@ def _load(source: str, image_shape: Any, label_column: str | None) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from vaekit.cluster import VAEClusterer, clustering_scores
+    from vaekit import distributed
+    from vaekit.cluster import clustering_scores
+    from vaekit.devices import resolve_device
 
     out: Path = args.out
     if out.suffix:
@@ -106,22 +128,15 @@ def _train(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None and getattr(args, name) < 0:
             raise UserError(f"--{name.replace('_', '-')} must be >= 0")
     ds = _load(args.data, args.image_shape, args.label_column)
-    est = VAEClusterer(
-        args.k,
-        latent_dim=args.latent_dim,
-        hidden=tuple(args.hidden),
-        arch=args.arch,
-        pretrain_epochs=args.pretrain_epochs,
-        pull_epochs=args.pull_epochs,
-        epochs=args.epochs,
-        n_init=args.n_init,
-        init=args.init,
-        init_space=args.init_space,
-        random_state=args.seed,
-        verbose=not args.quiet,
-        device=args.device,
-    )
-    est.fit(ds.x)  # every user mistake is raised here, before anything is written
+    # under torchrun the three training stages run on every rank (distributed.py); rank 0 writes
+    device = resolve_device(distributed.local_device(args.device))
+    started = distributed.start(device)
+    try:
+        est = _fit(args, ds.x, str(device))
+    finally:
+        distributed.stop(started)
+    if distributed.launched_rank() != 0:
+        return 0
     proba = est.predict_proba(ds.x)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -147,14 +162,40 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit(args: argparse.Namespace, x: Any, device: str) -> Any:
+    """The VAEClusterer the flags describe, fitted on x (every user mistake is raised here,
+    before anything is written)."""
+    from vaekit import distributed
+    from vaekit.cluster import VAEClusterer
+
+    est = VAEClusterer(
+        args.k,
+        latent_dim=args.latent_dim,
+        hidden=tuple(args.hidden),
+        arch=args.arch,
+        pretrain_epochs=args.pretrain_epochs,
+        pull_epochs=args.pull_epochs,
+        epochs=args.epochs,
+        n_init=args.n_init,
+        init=args.init,
+        init_space=args.init_space,
+        random_state=args.seed,
+        verbose=not args.quiet and distributed.launched_rank() == 0,
+        device=device,
+    )
+    return est.fit(x)
+
+
 def load_run(run_dir: Path) -> tuple[Any, dict[str, Any]]:
     """(the fitted VAEClusterer, the run's data description) of a cluster run directory."""
     from vaekit.cluster import VAEClusterer
 
     path = Path(run_dir) / ESTIMATOR
     if not path.is_file():
-        raise UserError(f"{run_dir} is not a cluster run (no {ESTIMATOR}); train one with "
-                        "vaekit cluster --data SOURCE --out RUN_DIR")
+        raise UserError(
+            f"{run_dir} is not a cluster run (no {ESTIMATOR}); train one with "
+            "vaekit cluster --data SOURCE --out RUN_DIR"
+        )
     try:
         source = json.loads((Path(run_dir) / SOURCE).read_text())
     except (OSError, ValueError):

@@ -77,6 +77,7 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from vaekit import distributed
     from vaekit.devices import describe
     from vaekit.runs import train_run
 
@@ -90,6 +91,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         pictures=not args.no_pictures,
         device=args.device,
     )
+    if distributed.launched_rank() != 0:  # under torchrun, rank 0 reports
+        return 0
     print(_figures_text(figures))
     print(f"device: {describe(run.device)}")
     report = run.path / "report.html"
@@ -308,5 +311,3 @@ def _figures_text(f: dict[str, Any]) -> str:
             f"  (its judge's accuracy on real test data      {f['classifier_test_accuracy']:.3f})",
         ]
     return "\n".join(lines)
-
-

@@ -45,8 +45,7 @@ def add_device(parser: Any, what: str = "where the model runs") -> None:
     parser.add_argument(
         "--device",
         default="auto",
-        help=f"{what}: auto (a CUDA GPU, else MPS, else the CPU), cpu, cuda, cuda:N or mps "
-        "[auto]",
+        help=f"{what}: auto (a CUDA GPU, else MPS, else the CPU), cpu, cuda, cuda:N or mps [auto]",
     )
 
 
@@ -86,5 +85,3 @@ def write_images(run: Any, x: Any, out: Path, draw: Any) -> None:
     if images is None:
         raise UserError("this run's data are not images; write .npz instead of .png")
     write_atomic(out, lambda f: draw(images, f))
-
-

@@ -57,7 +57,10 @@ def add_parser(sub: Any) -> None:
     )
     g.add_argument("--threshold", type=float, help="flag scores above this value")
     p.add_argument(
-        "--explain", type=int, default=0, metavar="N",
+        "--explain",
+        type=int,
+        default=0,
+        metavar="N",
         help="also write the N most anomalous inputs' per-feature contributions to OUT_explain.csv",
     )
     p.add_argument(

@@ -69,7 +69,6 @@ def load_npz(path: Path, label_column: str | None) -> tuple[np.ndarray, Any, Non
     return x, y, None
 
 
-
 def load_mat(
     path: Path, shape: tuple[int, ...] | None, label_column: str | None
 ) -> tuple[np.ndarray, Any, None]:
@@ -78,12 +77,14 @@ def load_mat(
     try:
         mat = scipy.io.loadmat(path)
     except NotImplementedError:  # MATLAB v7.3 files are HDF5
-        raise DataError(f"{path} is a MATLAB v7.3 (HDF5) file; re-save it with save(..., '-v7')") \
-            from None
+        raise DataError(
+            f"{path} is a MATLAB v7.3 (HDF5) file; re-save it with save(..., '-v7')"
+        ) from None
     except (ValueError, OSError, TypeError, scipy.io.matlab.MatReadError) as e:
         raise DataError(f"cannot read {path} as a .mat file: {e}; re-save it in MATLAB") from None
     arrays = {
-        k: v for k, v in mat.items()
+        k: v
+        for k, v in mat.items()
         if not k.startswith("__") and isinstance(v, np.ndarray) and v.dtype.kind in "biuf"
     }
     label_key = label_column or "y"
@@ -120,4 +121,3 @@ def load_mat(
     if y is not None:
         y = y.reshape(-1)
     return x, y, None
-

@@ -30,7 +30,6 @@ class Dataset:
         return int(self.x.shape[0])
 
 
-
 def is_number(s: str) -> bool:
     try:
         float(s)

@@ -54,7 +54,8 @@ def load_idx_images(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     x = _read_idx(path, 3)
     prefix = _idx_prefix(path, IDX_IMAGES)
     labels = [
-        p for p in sorted(path.parent.iterdir())
+        p
+        for p in sorted(path.parent.iterdir())
         if p.is_file() and IDX_LABELS.match(p.name) and _idx_prefix(p, IDX_LABELS) == prefix
     ]
     if not labels:
@@ -72,4 +73,3 @@ def idx_order(path: Path) -> tuple[int, str]:
     prefix = _idx_prefix(path, IDX_IMAGES)
     rank = 0 if prefix.startswith("train") else 1 if prefix.startswith("t10k") else 2
     return rank, path.name  # train, then t10k (MNIST's test set), then the rest by name
-

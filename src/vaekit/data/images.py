@@ -69,8 +69,9 @@ def _read_images(files: list[Path], root: Path) -> np.ndarray:
     if len(channels) > 1:  # some grey, some colour: promote grey to RGB so they stack
         arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
     if len({a.dtype for a in arrays}) > 1:
-        arrays = [a.astype(np.float32) / np.float32(255.0) if a.dtype == np.uint8 else a
-                  for a in arrays]
+        arrays = [
+            a.astype(np.float32) / np.float32(255.0) if a.dtype == np.uint8 else a for a in arrays
+        ]
     return np.stack(arrays).transpose(0, 3, 1, 2)  # (n, H, W, C) -> (n, C, H, W)
 
 
@@ -79,4 +80,3 @@ def _is_gray(im: Any) -> bool:
         return True
     rgb = np.asarray(im.convert("RGB"))  # a palette image is grey if its colours are
     return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
-

@@ -49,8 +49,9 @@ class Preprocessor:
                 s = flat.std(axis=0, dtype=np.float64)
                 mean = [float(v) for v in m]
                 std = [_safe_std(float(v)) for v in s]
-        return cls(standardize=cfg.standardize, binarize=cfg.binarize, mean=mean, std=std,
-                   kind=kind)
+        return cls(
+            standardize=cfg.standardize, binarize=cfg.binarize, mean=mean, std=std, kind=kind
+        )
 
     def _stats(self, event_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         mean = np.asarray(self.mean, dtype=np.float32)
@@ -69,9 +70,9 @@ class Preprocessor:
         if self.standardize:
             mean, std = self._stats(tuple(x.shape[1:]))
             if isinstance(x, torch.Tensor):
-                return (x.float() - torch.from_numpy(mean).to(x.device)) / torch.from_numpy(
-                    std
-                ).to(x.device)
+                return (x.float() - torch.from_numpy(mean).to(x.device)) / torch.from_numpy(std).to(
+                    x.device
+                )
             return ((np.asarray(x, dtype=np.float32) - mean) / std).astype(np.float32)
         if self.binarize == "static":
             if isinstance(x, torch.Tensor):
@@ -91,8 +92,13 @@ class Preprocessor:
         return (np.asarray(x) * std + mean).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"standardize": self.standardize, "binarize": self.binarize, "mean": self.mean,
-                "std": self.std, "kind": self.kind}
+        return {
+            "standardize": self.standardize,
+            "binarize": self.binarize,
+            "mean": self.mean,
+            "std": self.std,
+            "kind": self.kind,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
@@ -103,14 +109,18 @@ class Preprocessor:
         if unknown:
             raise DataError(f"preprocessor: unknown field(s) {', '.join(unknown)}")
         pre = cls(**d)
-        if not isinstance(pre.standardize, bool) or pre.binarize not in ("none", "static",
-                                                                           "dynamic"):
+        if not isinstance(pre.standardize, bool) or pre.binarize not in (
+            "none",
+            "static",
+            "dynamic",
+        ):
             raise DataError(f"preprocessor: bad standardize/binarize in {d}")
         if pre.kind not in ("image", "tabular"):
             raise DataError(f"preprocessor: kind must be image or tabular, got {pre.kind!r}")
         if pre.standardize:
             ok = (isinstance(pre.mean, (int, float)) and isinstance(pre.std, (int, float))) or (
-                isinstance(pre.mean, list) and isinstance(pre.std, list)
+                isinstance(pre.mean, list)
+                and isinstance(pre.std, list)
                 and len(pre.mean) == len(pre.std)
             )
             if not ok:
@@ -120,4 +130,3 @@ class Preprocessor:
 
 def _safe_std(s: float) -> float:
     return s if s > 1e-8 else 1.0  # constant features (e.g. MNIST borders): shift, don't divide
-

@@ -74,7 +74,6 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     return x, d.target.astype(np.int64)
 
 
-
 def _load_folder(path: Path) -> tuple[np.ndarray, Any, list[str] | None]:
     files = [p for p in path.iterdir() if not p.name.startswith(".")]
     idx = sorted((p for p in files if p.is_file() and IDX_IMAGES.match(p.name)), key=idx_order)
@@ -100,7 +99,6 @@ def _load_folder(path: Path) -> tuple[np.ndarray, Any, list[str] | None]:
     return load_image_folder(path)
 
 
-
 # Common checks -------------------------------------------------------------------------------
 
 
@@ -116,7 +114,10 @@ def _normalise_image_shape(shape: Any) -> tuple[int, ...] | None:
 
 
 def _finalise(
-    x: np.ndarray, y: Any, name: str, shape: tuple[int, ...] | None,
+    x: np.ndarray,
+    y: Any,
+    name: str,
+    shape: tuple[int, ...] | None,
     classes: list[str] | None,
 ) -> Dataset:
     """Validate and convert to float32 (n, *event_shape); decide kind; encode labels."""
@@ -207,4 +208,3 @@ def _encode_labels(
     if y.dtype.kind not in "iuf":
         raise DataError(f"{name}: labels have unsupported dtype {y.dtype}")
     return y.astype(np.int64), classes
-

@@ -46,8 +46,6 @@ def split_indices(
     return np.sort(train), np.sort(val), np.sort(test)
 
 
-
-
 @dataclass
 class Split:
     """x: (n, *event_shape) float32 contiguous; y: (n,) int64 or None."""
@@ -114,8 +112,9 @@ def prepare(cfg: DataConfig) -> Splits:
     nothing is loaded whole; the preprocessing statistics are then fitted on at most
     `MMAP_FIT_ROWS` training rows spread evenly over the split.
     """
-    ds = load_source(cfg.source, image_shape=cfg.image_shape, label_column=cfg.label_column,
-                     mmap=cfg.mmap)
+    ds = load_source(
+        cfg.source, image_shape=cfg.image_shape, label_column=cfg.label_column, mmap=cfg.mmap
+    )
     train_idx, val_idx, test_idx = split_indices(
         len(ds.x), cfg.val_fraction, cfg.test_fraction, cfg.split_seed
     )
@@ -129,8 +128,13 @@ def prepare(cfg: DataConfig) -> Splits:
         return _to_split(pre.transform(xs), None if ds.y is None else ds.y[idx])
 
     return Splits(
-        train=make(train_idx, x_train), val=make(val_idx), test=make(test_idx),
-        preprocessor=pre, kind=ds.kind, event_shape=tuple(ds.x.shape[1:]), name=ds.name,
+        train=make(train_idx, x_train),
+        val=make(val_idx),
+        test=make(test_idx),
+        preprocessor=pre,
+        kind=ds.kind,
+        event_shape=tuple(ds.x.shape[1:]),
+        name=ds.name,
         classes=ds.classes,
     )
 
@@ -151,8 +155,14 @@ def _prepare_lazy(
         return Split(x=LazyRows(ds.x, idx, pre), y=y)  # type: ignore[arg-type]
 
     return Splits(
-        train=make(train_idx), val=make(val_idx), test=make(test_idx), preprocessor=pre,
-        kind=ds.kind, event_shape=tuple(ds.x.shape[1:]), name=ds.name, classes=ds.classes,
+        train=make(train_idx),
+        val=make(val_idx),
+        test=make(test_idx),
+        preprocessor=pre,
+        kind=ds.kind,
+        event_shape=tuple(ds.x.shape[1:]),
+        name=ds.name,
+        classes=ds.classes,
     )
 
 
@@ -168,8 +178,7 @@ def load_like_run(
     label_column = cfg.label_column
     if label_column is not None and csv_lacks_column(source, label_column):
         label_column = None
-    ds = load_source(source, image_shape=cfg.image_shape, label_column=label_column,
-                     mmap=cfg.mmap)
+    ds = load_source(source, image_shape=cfg.image_shape, label_column=label_column, mmap=cfg.mmap)
     x = ds.x
     if event_shape is not None:
         event_shape = tuple(int(s) for s in event_shape)
@@ -182,7 +191,6 @@ def load_like_run(
             x = x.reshape(len(x), *event_shape)
     split = _to_split(pre.transform(x), ds.y)
     return split.x, split.y
-
 
 
 def dynamic_binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

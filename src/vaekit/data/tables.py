@@ -52,8 +52,14 @@ def load_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, Any, Non
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Empty input file": we report 0 rows ourselves
             return np.loadtxt(
-                path, delimiter=delimiter, skiprows=int(header), usecols=cols, dtype=dtype,
-                ndmin=2 if isinstance(cols, list) else 1, comments=None, quotechar='"',
+                path,
+                delimiter=delimiter,
+                skiprows=int(header),
+                usecols=cols,
+                dtype=dtype,
+                ndmin=2 if isinstance(cols, list) else 1,
+                comments=None,
+                quotechar='"',
                 encoding="utf-8",
             )
 
@@ -79,9 +85,12 @@ def load_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, Any, Non
     return x, y, None
 
 
-
 def _csv_error(
-    path: Path, delimiter: str, header: bool, names: list[str], label_col: int | None,
+    path: Path,
+    delimiter: str,
+    header: bool,
+    names: list[str],
+    label_col: int | None,
     err: ValueError,
 ) -> DataError:
     """Find the first bad cell with the slow csv reader (only on the error path)."""
@@ -101,7 +110,6 @@ def _csv_error(
                         f"{cell!r}; fix the cell, or pass label_column if it is a label column"
                     )
     return DataError(f"cannot parse {path} as numbers: {err}")
-
 
 
 def csv_lacks_column(source: str, column: str) -> bool:

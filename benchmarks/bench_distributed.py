@@ -1,0 +1,199 @@
+"""Distributed training's cost (issue 12): vaekit.train.fit in one plain process against the
+same fit under torchrun with 1 process (the DistributedDataParallel wrapper alone) and with 2
+CPU processes (gloo), side by side.
+
+Same model for every arm (MLP D-512-256-16, Bernoulli, the vaekit model of bench_train), the
+same data, global batch 128, Adam lr 1e-3, 1 torch thread per process. Arms run alternately
+(A B C A B C ...) for --rounds rounds, each in fresh processes; samples/s come from fit's
+per-epoch seconds (process start-up and the process group's rendezvous are not counted).
+Test -ELBO is computed afterwards by benchcommon.test_neg_elbo for every arm.
+
+    python benchmarks/bench_distributed.py --data mnist --epochs 5 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import benchcommon as bc
+
+ARMS = {"plain": 0, "torchrun-1": 1, "torchrun-2": 2}  # processes under torchrun (0: none)
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One arm-round in this process (or on this rank); rank 0 writes the JSON record."""
+    import torch.distributed as dist
+
+    from vaekit.config import TrainConfig
+    from vaekit.train import fit
+
+    torch.set_num_threads(1)
+    launched = "RANK" in os.environ
+    if launched:
+        dist.init_process_group("gloo")
+    data = np.load(args.data_file)
+    train_x, test_x = torch.from_numpy(data["train"]), torch.from_numpy(data["test"])
+    torch.manual_seed(args.seed)
+    model = bc.vaekit_model(train_x.shape[1])
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    history = fit(model, train_x, None, cfg, progress=False)
+    if launched:
+        rank = dist.get_rank()
+        dist.destroy_process_group()
+        if rank != 0:
+            return
+    seconds = [row["seconds"] for row in history]
+    torch.manual_seed(0)
+    record = {
+        "samples_per_s": len(train_x) * len(seconds) / sum(seconds),
+        "steady_samples_per_s": len(train_x) * (len(seconds) - 1) / sum(seconds[1:]),
+        "epoch_seconds": seconds,
+        "test_neg_elbo": bc.test_neg_elbo(
+            model.encode, bc.vaekit_decode_logits(model), test_x, samples=10
+        ),
+    }
+    Path(args.result_file).write_text(json.dumps(record))
+
+
+def run_arm(arm: str, rnd: int, args: argparse.Namespace, tmp: Path, data_file: Path) -> dict:
+    result_file = tmp / f"{arm}_{rnd}.json"
+    script = [str(Path(__file__).resolve()), "--worker", "--data-file", str(data_file),
+              "--result-file", str(result_file), "--epochs", str(args.epochs),
+              "--batch-size", str(args.batch_size), "--seed", str(args.seed + rnd)]  # fmt: skip
+    procs = ARMS[arm]
+    if procs:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs),
+               "--master-port", str(29600 + rnd), *script]  # fmt: skip
+    else:
+        cmd = [sys.executable, *script]
+    env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0 or not result_file.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise SystemExit(f"{arm} round {rnd} failed:\n  " + "\n  ".join(tail))
+    return json.loads(result_file.read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", choices=("digits", "mnist"), default="mnist")
+    p.add_argument("--mnist-path", type=Path, default=bc.MNIST_TEST)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128, help="the global batch [128]")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--data-file", help=argparse.SUPPRESS)
+    p.add_argument("--result-file", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return
+
+    train, test = bc.load_data(args.data, args.seed, args.mnist_path)
+    print(
+        f"{args.data}: train {train.shape}, test {test.shape}; {args.epochs} epochs, global "
+        f"batch {args.batch_size}; arms {list(ARMS)}; {args.rounds} rounds",
+        flush=True,
+    )
+    records: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    loads = []
+    with tempfile.TemporaryDirectory(prefix="bench_distributed_") as tmp:
+        data_file = Path(tmp) / "data.npz"
+        np.savez(data_file, train=train, test=test)
+        for rnd in range(args.rounds):
+            for arm in ARMS:
+                loads.append(os.getloadavg()[0])
+                rec = run_arm(arm, rnd, args, Path(tmp), data_file)
+                records[arm].append(rec)
+                print(f"round {rnd} {arm:11s} {rec['samples_per_s']:8,.0f} samples/s  steady "
+                      f"{rec['steady_samples_per_s']:8,.0f}  -ELBO {rec['test_neg_elbo']:.2f}",
+                      flush=True)  # fmt: skip
+
+    def med(arm: str, key: str) -> float:
+        return statistics.median(r[key] for r in records[arm])
+
+    def paired(a: str, b: str, key: str) -> list[float]:  # per-round ratios: the same seed
+        return [x[key] / y[key] for x, y in zip(records[a], records[b], strict=True)]
+
+    summary = {
+        arm: {
+            "samples_per_s": med(arm, "samples_per_s"),
+            "steady_samples_per_s": med(arm, "steady_samples_per_s"),
+            "test_neg_elbo": med(arm, "test_neg_elbo"),
+        }
+        for arm in ARMS
+    }
+    ratios = {}
+    for arm in ("torchrun-1", "torchrun-2"):
+        per_round = paired(arm, "plain", "steady_samples_per_s")
+        ratios[f"{arm}/plain steady samples/s"] = statistics.median(per_round)
+        ratios[f"{arm}/plain per round"] = per_round
+        ratios[f"{arm}-plain test -ELBO (nats)"] = statistics.median(
+            a["test_neg_elbo"] - b["test_neg_elbo"]
+            for a, b in zip(records[arm], records["plain"], strict=True)
+        )
+    result = {
+        "benchmark": "bench_distributed",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "config": {
+            "data": args.data,
+            "n_train": len(train),
+            "n_test": len(test),
+            "epochs": args.epochs,
+            "rounds": args.rounds,
+            "batch_size": args.batch_size,
+            "threads_per_process": 1,
+            "cpus": os.cpu_count(),
+        },
+        "env": {"torch": torch.__version__},
+        "summary": summary,
+        "ratios": ratios,
+        "loadavg_1min_before": loads,
+        "records": records,
+    }
+    lines = [
+        f"# Distributed training's cost, {args.data} ({len(train)} train rows)",
+        "",
+        f"MLP {train.shape[1]}-512-256-16 VAE, global batch {args.batch_size}, {args.epochs} "
+        f"epochs, 1 thread per process, {os.cpu_count()} CPUs, {args.rounds} rounds run "
+        "alternately; medians. Steady samples/s leave out epoch 1.",
+        "",
+        "| arm | samples/s | steady samples/s | test -ELBO (nats) |",
+        "|---|---|---|---|",
+    ]
+    for arm, s in summary.items():
+        lines.append(f"| {arm} | {s['samples_per_s']:,.0f} | {s['steady_samples_per_s']:,.0f} | "
+                     f"{s['test_neg_elbo']:.2f} |")  # fmt: skip
+    lines += ["", "| comparison | value |", "|---|---|"]
+    for key, val in ratios.items():
+        if isinstance(val, list):
+            lines.append(f"| {key} | {', '.join(f'{v:.3f}' for v in val)} |")
+        elif "ELBO" in key:
+            lines.append(f"| {key} | {val:+.2f} |")
+        else:
+            lines.append(f"| {key} | {val:.3f}x |")
+    lines.append(f"\n1-min load average before each arm-round: max {max(loads):.2f}.")
+    md = "\n".join(lines) + "\n"
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stem = args.out_dir / f"distributed_{args.data}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    stem.with_suffix(".md").write_text(md)
+    print("\n" + md + f"wrote {stem}.json and {stem}.md")
+
+
+if __name__ == "__main__":
+    main()
