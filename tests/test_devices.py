@@ -216,6 +216,7 @@ def test_auto_compiles_only_on_cuda() -> None:
     cfg = TrainConfig()
     assert cfg.compile == "auto"
     assert compiles(cfg, torch.device("cuda", 0))
+    assert not compiles(cfg, torch.device("cuda", 0), distributed=True)  # not measured yet
     assert not compiles(cfg, torch.device("cpu")) and not compiles(cfg, torch.device("mps"))
     assert compiles(TrainConfig(compile="on"), torch.device("cpu"))
     assert not compiles(TrainConfig(compile="off"), torch.device("cuda", 0))
@@ -233,7 +234,7 @@ def test_a_failing_compiler_falls_back_to_eager_or_is_one_line(monkeypatch) -> N
         return call
 
     monkeypatch.setattr(steps.torch, "compile", broken)
-    monkeypatch.setattr(steps, "compiles", lambda cfg, device: cfg.compile != "off")
+    monkeypatch.setattr(steps, "compiles", lambda cfg, device, *_: cfg.compile != "off")
     eager = _digits_fit(TrainConfig(epochs=1, compile="off"), n=300)
     with pytest.warns(UserWarning, match="torch.compile failed .no C.. compiler found.; training"):
         fallback = _digits_fit(TrainConfig(epochs=1, compile="auto"), n=300)

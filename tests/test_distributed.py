@@ -62,7 +62,8 @@ def _fixed_noise_rsample(self, samples=1, generator=None):
 
 def _fit_recording(rank: int, world: int, store: str, out: str, epochs: int, resume: bool):
     """fit on rank `rank` of `world` (world 0: one process, no group), with fixed noise;
-    records every step's gradients and which ranks ran the save unit."""
+    records every step's gradients and which ranks ran the save unit. It patches vaekit's
+    classes: run it only in a process of its own."""
     from vaekit import priors, train
 
     torch.set_num_threads(1)
@@ -112,7 +113,7 @@ def test_two_processes_take_the_single_process_steps_and_only_rank_0_writes(
     the weights and the reduced metrics match too; only rank 0 ran the save unit."""
     single = tmp_path / "single"
     single.mkdir()
-    _fit_recording(0, 0, "", str(single), 2, False)
+    mp.spawn(_fit_recording, args=(0, "", str(single), 2, False), nprocs=1)  # its own process
     _spawn(tmp_path, 2)
     one = load_file(str(single / "grads_single_2.safetensors"))
     for rank in (0, 1):
@@ -249,3 +250,33 @@ def _processes_naming(path: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def _early_stopping_worker(rank: int, store: str, out: str) -> None:
+    """Each rank's own validation sums say the opposite (rank 0: better every epoch, rank 1:
+    much worse); the sums reduced across ranks get worse, so both stop after `patience`."""
+    from vaekit import train
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    calls = [0]
+
+    def sums(model, x, idx, *args, **kwargs):
+        calls[0] += 1
+        value = 100.0 - calls[0] if rank == 0 else 10.0 * calls[0]
+        return torch.tensor([value * len(x) / 2, 0.0, 0.0])
+
+    train.loss_sums = sums
+    splits = prepare(DataConfig(source="digits"))
+    torch.manual_seed(0)
+    model = VAE.from_config(ModelConfig(event_shape=(1, 8, 8), latent_dim=2, hidden=(16,)))
+    cfg = TrainConfig(epochs=20, batch_size=128, seed=1, patience=2)
+    history = train.fit(model, splits.train.x[:256], splits.val.x[:20], cfg, progress=False)
+    Path(out, f"epochs_rank{rank}").write_text(str(len(history)))
+    dist.destroy_process_group()
+
+
+def test_early_stopping_stops_every_rank_together(tmp_path: Path) -> None:
+    mp.spawn(_early_stopping_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    epochs = {(tmp_path / f"epochs_rank{r}").read_text() for r in (0, 1)}
+    assert epochs == {"3"}  # epoch 1 the best, 2 and 3 worse: stop after patience 2

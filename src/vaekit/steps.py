@@ -60,9 +60,12 @@ def step_optimizer(
         low.pull()
 
 
-def compiles(cfg: TrainConfig, device: torch.device) -> bool:
-    """Whether the step is compiled: cfg.compile "on", or "auto" on a CUDA GPU."""
-    return cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
+def compiles(cfg: TrainConfig, device: torch.device, distributed: bool = False) -> bool:
+    """Whether the step is compiled: cfg.compile "on", or "auto" on a CUDA GPU in one process
+    (under DistributedDataParallel only when asked for: that pairing is not measured yet)."""
+    if cfg.compile == "auto":
+        return device.type == "cuda" and not distributed
+    return cfg.compile == "on"
 
 
 @contextlib.contextmanager
@@ -77,7 +80,9 @@ def compile_settings(enabled: bool) -> Iterator[None]:
         yield
 
 
-def batch_loss(net: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> BatchLoss:
+def batch_loss(
+    net: torch.nn.Module, cfg: TrainConfig, device: torch.device, distributed: bool = False
+) -> BatchLoss:
     """The function the trainer calls per batch: (x, y, beta) -> Loss.
 
     net: the VAE, or its DistributedDataParallel wrapper (whose forward is VAE.loss). Options
@@ -94,7 +99,7 @@ def batch_loss(net: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> 
     def eager(x: torch.Tensor, y: torch.Tensor | None, beta: float) -> Loss:
         return net(x, y, beta=beta, **options)
 
-    if not compiles(cfg, device):
+    if not compiles(cfg, device, distributed):
         return eager
     return _Compiled(eager, strict=cfg.compile == "on", cuda=device.type == "cuda")
 

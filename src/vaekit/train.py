@@ -115,7 +115,9 @@ class DeviceRows:
 
 
 @contextlib.contextmanager
-def _training_mode(model: VAE, cfg: TrainConfig, device: torch.device) -> Iterator[None]:
+def _training_mode(
+    model: VAE, cfg: TrainConfig, device: torch.device, distributed: bool
+) -> Iterator[None]:
     """Process settings for the duration of fit only: flush-to-zero (CPU), bf16 networks,
     the compiler's (steps.compile_settings)."""
     # Adam's moments of parameters that never get gradient decay into denormal floats,
@@ -129,7 +131,8 @@ def _training_mode(model: VAE, cfg: TrainConfig, device: torch.device) -> Iterat
         and denormals.set_flush_denormal(True)
     )
     try:
-        with networks_in(model, cfg.precision), compile_settings(compiles(cfg, device)):
+        compiled = compiles(cfg, device, distributed)
+        with networks_in(model, cfg.precision), compile_settings(compiled):
             yield
     finally:
         if flushed:
@@ -211,10 +214,10 @@ def fit(
     history: list[dict[str, float]] = state["history"]
     bar = _progress(progress and world.main, cfg.epochs, state["epoch"])
     tb = _tensorboard(run_dir if world.main else None)
-    loss_of = batch_loss(world.wrap(model, device), cfg, device)
+    loss_of = batch_loss(world.wrap(model, device), cfg, device, world.active)
 
     saved = [state["epoch"]]  # the last epoch whose checkpoint is complete (for Ctrl-C)
-    with _training_mode(model, cfg, device), _interrupts(run_dir, saved, bar):
+    with _training_mode(model, cfg, device, world.active), _interrupts(run_dir, saved, bar):
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             source = train_rows

@@ -39,7 +39,10 @@ EXAMPLES = {
   vaekit train --data frey_rawface.mat --image-shape 28,20 --likelihood gaussian-learned \\
       --standardize --out runs/frey
   vaekit train --out runs/digits --resume --epochs 60      # continue a run
-  vaekit train --data digits --out runs/cvae --conditional --conditional-prior class""",
+  vaekit train --data digits --out runs/cvae --conditional --conditional-prior class
+  vaekit train --data ../shared/data/mnist --out runs/gpu --device cuda --compile off
+  torchrun --nproc-per-node 2 -m vaekit train --data digits --out runs/ddp   # 2 processes
+      (--batch-size is the global batch; README, "Several processes and machines")""",
     "evaluate": """examples:
   vaekit evaluate runs/digits                 # the run's own held-out test split
   vaekit evaluate runs/digits --k 5000 --json
