@@ -74,6 +74,7 @@ bench-gpu: $(VENV)/.bench
 	$(BIN)/python benchmarks/bench_train.py --data mnist --device cuda --batch-size 128 --rounds 3 --tag _gpu_b128
 	$(BIN)/python benchmarks/bench_train.py --data mnist --device cuda --batch-size 1024 --epochs 60 --rounds 3 --tag _gpu_b1024
 	$(BIN)/python benchmarks/bench_nll.py --data mnist --device cuda --tag _gpu
+	$(BIN)/python benchmarks/bench_distributed.py --data mnist --device cuda --arms plain,torchrun-1 --tag _gpu
 
 bench-apps: $(VENV)/.bench
 	$(BIN)/python benchmarks/bench_cvae.py --data mnist

@@ -9,6 +9,7 @@ per-epoch seconds (process start-up and the process group's rendezvous are not c
 Test -ELBO is computed afterwards by benchcommon.test_neg_elbo for every arm.
 
     python benchmarks/bench_distributed.py --data mnist --epochs 5 --rounds 3
+    python benchmarks/bench_distributed.py --device cuda --arms plain,torchrun-1   # one GPU (nccl)
 """
 
 from __future__ import annotations
@@ -42,13 +43,14 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     launched = "RANK" in os.environ
     if launched:
-        dist.init_process_group("gloo")
+        dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
     data = np.load(args.data_file)
     train_x, test_x = torch.from_numpy(data["train"]), torch.from_numpy(data["test"])
     torch.manual_seed(args.seed)
     model = bc.vaekit_model(train_x.shape[1])
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
-    history = fit(model, train_x, None, cfg, progress=False)
+    history = fit(model, train_x, None, cfg, progress=False, device=args.device)
+    model.cpu()
     if launched:
         rank = dist.get_rank()
         dist.destroy_process_group()
@@ -71,7 +73,8 @@ def run_arm(arm: str, rnd: int, args: argparse.Namespace, tmp: Path, data_file: 
     result_file = tmp / f"{arm}_{rnd}.json"
     script = [str(Path(__file__).resolve()), "--worker", "--data-file", str(data_file),
               "--result-file", str(result_file), "--epochs", str(args.epochs),
-              "--batch-size", str(args.batch_size), "--seed", str(args.seed + rnd)]  # fmt: skip
+              "--batch-size", str(args.batch_size), "--seed", str(args.seed + rnd),
+              "--device", args.device]  # fmt: skip
     procs = ARMS[arm]
     if procs:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs),
@@ -95,6 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=128, help="the global batch [128]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (each rank its own GPU) [cpu]")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"comma list from {list(ARMS)}")
+    p.add_argument("--tag", default="", help="suffix of the result files' names")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data-file", help=argparse.SUPPRESS)
     p.add_argument("--result-file", help=argparse.SUPPRESS)
@@ -103,19 +109,22 @@ def main(argv: list[str] | None = None) -> None:
         worker(args)
         return
 
+    arms = [a for a in args.arms.split(",") if a]
+    if any(a not in ARMS for a in arms) or "plain" not in arms:
+        p.error(f"--arms: a comma list from {list(ARMS)} that includes plain")
     train, test = bc.load_data(args.data, args.seed, args.mnist_path)
     print(
         f"{args.data}: train {train.shape}, test {test.shape}; {args.epochs} epochs, global "
-        f"batch {args.batch_size}; arms {list(ARMS)}; {args.rounds} rounds",
+        f"batch {args.batch_size}; arms {arms}; {args.rounds} rounds",
         flush=True,
     )
-    records: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    records: dict[str, list[dict]] = {arm: [] for arm in arms}
     loads = []
     with tempfile.TemporaryDirectory(prefix="bench_distributed_") as tmp:
         data_file = Path(tmp) / "data.npz"
         np.savez(data_file, train=train, test=test)
         for rnd in range(args.rounds):
-            for arm in ARMS:
+            for arm in arms:
                 loads.append(os.getloadavg()[0])
                 rec = run_arm(arm, rnd, args, Path(tmp), data_file)
                 records[arm].append(rec)
@@ -135,10 +144,10 @@ def main(argv: list[str] | None = None) -> None:
             "steady_samples_per_s": med(arm, "steady_samples_per_s"),
             "test_neg_elbo": med(arm, "test_neg_elbo"),
         }
-        for arm in ARMS
+        for arm in arms
     }
     ratios = {}
-    for arm in ("torchrun-1", "torchrun-2"):
+    for arm in (a for a in arms if a != "plain"):
         per_round = paired(arm, "plain", "steady_samples_per_s")
         ratios[f"{arm}/plain steady samples/s"] = statistics.median(per_round)
         ratios[f"{arm}/plain per round"] = per_round
@@ -159,7 +168,11 @@ def main(argv: list[str] | None = None) -> None:
             "threads_per_process": 1,
             "cpus": os.cpu_count(),
         },
-        "env": {"torch": torch.__version__},
+        "env": {
+            "torch": torch.__version__,
+            "device": args.device,
+            "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
+        },
         "summary": summary,
         "ratios": ratios,
         "loadavg_1min_before": loads,
@@ -189,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     lines.append(f"\n1-min load average before each arm-round: max {max(loads):.2f}.")
     md = "\n".join(lines) + "\n"
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.out_dir / f"distributed_{args.data}"
+    stem = args.out_dir / f"distributed_{args.data}{args.tag}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     stem.with_suffix(".md").write_text(md)
     print("\n" + md + f"wrote {stem}.json and {stem}.md")

@@ -204,7 +204,7 @@ def importance_log_likelihood(
         xb = x[i : i + chunk]
         mean, logvar = encode(xb)
         std = torch.exp(0.5 * logvar)
-        eps = torch.randn((k, *mean.shape))
+        eps = torch.randn((k, *mean.shape), device=mean.device)
         z = mean + std * eps  # (k, b, latent)
         log_q = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
         log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(-1)
