@@ -116,7 +116,7 @@ class DeviceRows:
 
 @contextlib.contextmanager
 def _training_mode(
-    model: VAE, cfg: TrainConfig, device: torch.device, distributed: bool
+    model: VAE, cfg: TrainConfig, device: torch.device, in_group: bool
 ) -> Iterator[None]:
     """Process settings for the duration of fit only: flush-to-zero (CPU), bf16 networks,
     the compiler's (steps.compile_settings)."""
@@ -131,7 +131,7 @@ def _training_mode(
         and denormals.set_flush_denormal(True)
     )
     try:
-        compiled = compiles(cfg, device, distributed)
+        compiled = compiles(cfg, device, in_group)
         with networks_in(model, cfg.precision), compile_settings(compiled):
             yield
     finally:
@@ -164,8 +164,11 @@ def fit(
     dynamic_binarize: draw x ~ Bernoulli(x) afresh every epoch (validation is drawn once).
     device: where to train ("auto", "cpu", "cuda", "cuda:N", "mps", a torch.device); None:
     where the model is. The model is moved there and stays there; the data follow the rule of
-    `DeviceRows`. Batches, shuffles and noise are drawn as on the CPU, so a run's batches do
-    not depend on the device.
+    `DeviceRows`. Batches and shuffles are drawn on the CPU, so a run's batches do not depend
+    on the device (the posterior noise comes from the device's generator).
+    In a torch.distributed process group (torchrun; vaekit.distributed) each rank trains on its
+    shard of every global batch of cfg.batch_size rows, the epoch's metrics are summed across
+    ranks, and only rank 0 writes to run_dir; every rank returns the same history.
     """
     # under torchrun, "auto" and "cuda" mean this process's own GPU (cuda:LOCAL_RANK)
     device = (
