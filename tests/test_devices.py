@@ -259,6 +259,7 @@ def test_every_model_command_refuses_a_missing_device(tmp_path: Path, capsys, no
         ["score", trained, "--data", "digits", "--out", out],
         ["cluster", "--data", "digits", "--out", tmp_path / "clusters", "--k", 3],
         ["serve", trained],
+        ["plot", trained],
     ]
     for argv in commands:
         rc, _, err = run(capsys, *argv, "--device", "cuda")

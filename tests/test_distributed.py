@@ -280,3 +280,30 @@ def test_early_stopping_stops_every_rank_together(tmp_path: Path) -> None:
     mp.spawn(_early_stopping_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
     epochs = {(tmp_path / f"epochs_rank{r}").read_text() for r in (0, 1)}
     assert epochs == {"3"}  # epoch 1 the best, 2 and 3 worse: stop after patience 2
+
+
+CLUSTER_QUICK = ["--k", 4, "--pretrain-epochs", 2, "--pull-epochs", 2, "--epochs", 2,
+                 "--n-init", 2, "--init", "gmm"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "written"),
+    [
+        ("train", ["--conditional", "--conditional-prior", "class"], "model.safetensors"),
+        ("train", ["--objective", "infomax"], "model.safetensors"),
+        ("train", ["--prior", "mixture"], "model.safetensors"),
+        ("cluster", CLUSTER_QUICK, "clusterer.safetensors"),
+    ],
+)
+def test_the_other_models_train_under_torchrun(
+    tmp_path: Path, command: str, flags: list[object], written: str
+) -> None:
+    """The conditional, infomax, mixture-prior and clustering models, 2 gloo processes: one
+    result, written once (an anomaly model is a `vaekit train` run like the others)."""
+    out = tmp_path / "run"
+    extra = ["--epochs", 2, "--k", 5, "--no-pictures"] if command == "train" else []
+    job = _torchrun(command, "--data", "digits", "--out", out, "--quiet", *extra, *flags,
+                    cwd=tmp_path)  # fmt: skip
+    assert job.returncode == 0, job.stderr[-2000:]
+    assert (out / written).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

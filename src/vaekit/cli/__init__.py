@@ -264,6 +264,7 @@ def build_parser() -> Parser:
     t = p.add_mutually_exclusive_group()
     t.add_argument("--contamination", type=float, help="with --data: the expected outlier share")
     t.add_argument("--threshold", type=float, help="with --data: the score threshold")
+    add_device(p, "where the model runs for the pictures (a cluster run's: the CPU)")
     for module in command_modules():
         module.add_parser(sub)
     return parser

@@ -247,8 +247,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from vaekit.cli.cluster import ESTIMATOR
+    from vaekit.devices import resolve_device
     from vaekit.runs import Run, draw
 
+    resolve_device(args.device)  # a device that is not here: one line, before any work
     if (args.run / ESTIMATOR).is_file():  # a `vaekit cluster` run: its own pictures
         from vaekit.cluster_plots import draw_clusters
 
@@ -257,7 +259,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         for path in draw_clusters(args.run).values():
             print(f"wrote {path}")
         return 0
-    run = Run.load(args.run)
+    run = Run.load(args.run, device=args.device)
     extra = {}
     if args.data is not None:
         from vaekit.anomaly_plots import draw_anomaly
