@@ -221,11 +221,12 @@ def test_ctrl_c_on_the_launcher_ends_every_rank_with_the_checkpoint_intact(
     time.sleep(1.0)  # into a later epoch
     job.send_signal(signal.SIGINT)
     try:
-        job.communicate(timeout=120)
+        _, err = job.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         os.killpg(job.pid, signal.SIGKILL)
         pytest.fail("the job did not end after Ctrl-C")
     assert job.returncode != 0
+    assert "continue with: torchrun [the same options] -m vaekit train --resume" in err
     _, meta = load_tensors(checkpoint)  # complete, and loads
     epoch = meta["state"]["epoch"]
     assert 1 <= epoch < 500

@@ -488,9 +488,11 @@ def _interrupted_message(run_dir: Path | None, saved: int, how: str = "interrupt
         return f"{how} during epoch {epoch}"
     if saved == 0:
         return f"{how} during epoch 1, before any checkpoint: nothing to --resume; start again"
+    # under torchrun the run goes on under torchrun, with the same launcher options
+    launcher = "torchrun [the same options] -m " if distributed.launched() else ""
     return (
         f"{how} during epoch {epoch}; epochs up to {saved} are saved in "
-        f"{run_dir / CHECKPOINT}; continue with: vaekit train --resume --out {run_dir}"
+        f"{run_dir / CHECKPOINT}; continue with: {launcher}vaekit train --resume --out {run_dir}"
     )
 
 
