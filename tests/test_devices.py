@@ -166,9 +166,19 @@ def test_gpu_training_files_load_on_the_cpu_and_resume_there(tmp_path: Path, cap
     assert json.loads(stdout)["elbo"] < 0
 
 
+def _smooth_fixed_noise(self, samples=1, generator=None):
+    """Posterior "noise" as a smooth function of the posterior mean: the same on every device
+    (each device has its own random generator, so real noise differs between them)."""
+    eps = torch.tanh(3.0 * self.mean.detach()).expand(samples, *self.mean.shape)
+    return self.mean + self.std * eps
+
+
 @pytest.mark.gpu
 @needs_gpu
-def test_gpu_and_cpu_training_agree_within_float_tolerance() -> None:
+def test_gpu_and_cpu_training_agree_within_float_tolerance(monkeypatch) -> None:
+    from vaekit.priors import DiagonalGaussian
+
+    monkeypatch.setattr(DiagonalGaussian, "rsample", _smooth_fixed_noise)
     splits = prepare(DataConfig(source="digits"))
     models = []
     for device in ("cpu", "cuda"):
@@ -178,7 +188,7 @@ def test_gpu_and_cpu_training_agree_within_float_tolerance() -> None:
             model,
             splits.train.x,
             None,
-            TrainConfig(epochs=1, seed=0),
+            TrainConfig(epochs=1, seed=0, compile="off"),
             progress=False,
             device=device,
         )
@@ -186,6 +196,23 @@ def test_gpu_and_cpu_training_agree_within_float_tolerance() -> None:
     x = splits.test.x[:50]
     a, b = (m.encode(x)[0] for m in models)
     torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_graphed_step_trains_the_eager_weights_within_float_tolerance() -> None:
+    """On a GPU, --compile auto captures the step in CUDA graphs; it follows the eager run's
+    noise (fallback_random) and ends at its weights within float tolerance."""
+    splits = prepare(DataConfig(source="digits"))
+    weights = []
+    for mode in ("off", "auto"):
+        torch.manual_seed(0)
+        model = VAE.from_config(ModelConfig(event_shape=(1, 8, 8), latent_dim=3, hidden=(64,)))
+        cfg = TrainConfig(epochs=2, seed=0, batch_size=128, warmup_epochs=1, compile=mode)
+        fit(model, splits.train.x, None, cfg, progress=False, device="cuda")
+        weights.append({k: v.cpu() for k, v in model.state_dict().items()})
+    for name, t in weights[0].items():
+        torch.testing.assert_close(weights[1][name], t, atol=1e-4, rtol=1e-4)
 
 
 # --- the compiled step -----------------------------------------------------------------------
