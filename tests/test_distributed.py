@@ -186,6 +186,7 @@ def test_torchrun_writes_one_run_directory_as_good_as_one_process(tmp_path: Path
     [
         (["--data", "no/such/folder"], "error:"),
         (["--data", "digits", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["--data", "digits", "--batch-size", "1"], "--batch-size 1 is the global batch"),
     ],
 )
 def test_a_failing_rank_ends_the_job_with_one_line(

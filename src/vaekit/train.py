@@ -186,6 +186,11 @@ def fit(
         y_val = check_labels(model, y_val, len(x_val), "validation")
     if world.active and cfg.precision != "fp32":
         raise ValueError("--precision bf16 is not supported with torchrun yet; use fp32")
+    if cfg.batch_size < world.size:
+        raise ValueError(
+            f"--batch-size {cfg.batch_size} is the global batch, shared by {world.size} "
+            f"processes; give at least {world.size} (one row each)"
+        )
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None and world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
