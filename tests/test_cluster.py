@@ -113,6 +113,23 @@ def test_synthetic_mixture_is_recovered(fitted) -> None:
     assert hungarian_accuracy(y, est.predict(x)) >= 0.95
 
 
+def test_stage_lengths_give_small_data_enough_steps() -> None:
+    from vaekit.cluster_recipe import JOINT_STEPS, PRETRAIN_STEPS, PULL_STEPS
+
+    est = VAEClusterer(10)
+    # MNIST-sized (40 steps an epoch): the minimum epochs bind, whatever the initial space
+    assert est.stage_lengths("codes", 40) == (50, 20, 10)
+    assert est.stage_lengths("input", 40) == (25, 20, 10)
+    # digits-sized (8 steps an epoch): the minimum steps bind; an initial clustering on the
+    # inputs halves the pretraining, which then only starts the networks and the prior
+    pre, pull, joint = est.stage_lengths("codes", 8)
+    assert (pre * 8, pull * 8, joint * 8) == (PRETRAIN_STEPS, PULL_STEPS, JOINT_STEPS)
+    assert est.stage_lengths("input", 8) == (pre // 2, pull, joint)
+    # given lengths are kept as given
+    given = VAEClusterer(10, pretrain_epochs=3, pull_epochs=4, epochs=5)
+    assert given.stage_lengths("input", 8) == (3, 4, 5)
+
+
 def test_outputs_and_fitted_attributes(fitted) -> None:
     est, x, _ = fitted
     p = est.predict_proba(x)

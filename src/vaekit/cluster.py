@@ -242,14 +242,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         space = self.init_space
         if space == "auto":
             space = "input" if math.prod(event_shape) <= AUTO_INPUT_FEATURES else "codes"
-        pre_epochs = stage_epochs(self.pretrain_epochs, PRETRAIN_STEPS, 50, steps)
-        if space == "input" and self.pretrain_epochs is None:
-            # The initial clusters come from the inputs; the autoencoder only starts the
-            # networks and the prior's moments. Half its length (digits, 5 seeds: 0.931 vs
-            # 0.930 accuracy; without pretraining 0.63; benchmarks/results/cluster_digits.md).
-            pre_epochs = max(1, pre_epochs // 2)
-        pull_epochs = stage_epochs(self.pull_epochs, PULL_STEPS, 20, steps)
-        joint_epochs = stage_epochs(self.epochs, JOINT_STEPS, 10, steps)
+        pre_epochs, pull_epochs, joint_epochs = self.stage_lengths(space, steps)
         train = TrainConfig(epochs=1, batch_size=batch, lr=float(self.lr), seed=seed)
         torch.manual_seed(seed)
         ae = VAE.from_config(ModelConfig(**common))
@@ -301,6 +294,20 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self._set_mixture_attributes()
         self.labels_ = self._proba_model(xt).argmax(1)
         return self
+
+    def stage_lengths(self, space: str, steps: int) -> tuple[int, int, int]:
+        """Epochs of (pretraining, pull, joint) for `steps` optimizer steps per epoch, where the
+        initial clustering runs in `space` ("input" or "codes"): the parameters as given, or
+        (None) at least 50 / 20 / 10 epochs and PRETRAIN_STEPS / PULL_STEPS / JOINT_STEPS
+        steps."""
+        pre = stage_epochs(self.pretrain_epochs, PRETRAIN_STEPS, 50, steps)
+        if space == "input" and self.pretrain_epochs is None:
+            # The initial clusters come from the inputs; the autoencoder only starts the
+            # networks and the prior's moments. Half its length (digits, 5 seeds: 0.931 vs
+            # 0.930 accuracy; without pretraining 0.63; benchmarks/results/cluster_digits.md).
+            pre = max(1, pre // 2)
+        pull = stage_epochs(self.pull_epochs, PULL_STEPS, 20, steps)
+        return pre, pull, stage_epochs(self.epochs, JOINT_STEPS, 10, steps)
 
     def fit_predict(self, X: Any, y: Any = None, **kwargs: Any) -> np.ndarray:
         """fit(X) and return labels_."""
