@@ -387,3 +387,21 @@ def test_draw_clusters_from_estimator_and_run(fitted, tmp_path: Path) -> None:
     out = draw_clusters(run)  # reads the run's data again; writes into the run directory
     assert set(out) == {"cluster_latent", "cluster_latent_labels"}
     assert all(p.parent == run for p in out.values())
+
+
+def test_mixture_refit_to_the_pulled_codes() -> None:
+    """After the pull the mixture is set to the moments of the pulled codes per initial
+    cluster (no joint stage here, so nothing moves it afterwards)."""
+    x, _ = blobs_through_net(n_per=30)
+    est = VAEClusterer(4, random_state=0, **{**TINY, "epochs": 0}).fit(x)
+    z = est.transform(x)
+    means, _, _ = mixture_moments(z, np.zeros_like(z), est.init_labels_, 4)
+    np.testing.assert_allclose(est.means_, means, atol=1e-4)
+
+
+def test_negative_joint_beta_is_refused() -> None:
+    x, _ = blobs_through_net(n_per=10)
+    est = VAEClusterer(4, joint_beta=-1.0, **TINY)
+    with pytest.raises(ValueError, match="joint_beta >= 0"):
+        est.fit(x)
+    assert not hasattr(est, "model_")
