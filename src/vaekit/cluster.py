@@ -32,10 +32,10 @@ What makes it work (each a named helper below; all on by default):
 4. `joint`: the VaDE objective above, y inferred, at a fifth of the learning rate (a good start
    drifts at the full rate: digits 0.929 vs 0.940) and with the rate weighted as in the pull
    (`joint_beta`): the KL terms keep each code in its cluster's Gaussian, where at beta 1 the
-   reconstruction pulls codes across cluster borders. MNIST, 5 seeds, from the same initial
-   clusterings: pull_beta 5 / joint beta 1 (the earlier defaults) 0.893; with the refit
-   0.890 (4 seeds); joint beta 5 0.901, 10 0.893 (4 seeds); pull_beta 10 and joint beta 5
-   0.903, pull_beta 20 loses more in the joint stage (benchmarks/results/cluster_mnist.md).
+   reconstruction pulls codes across cluster borders. Final accuracy on MNIST from the same
+   five initial clusterings: pull_beta 5 and joint beta 1 (the earlier defaults) 0.893;
+   with the refit and joint beta 5 0.901; pull_beta 10 and joint beta 5 0.903 (these
+   defaults); pull_beta 20 loses more in the joint stage (benchmarks/results/cluster_mnist.md).
 5. `reseed_empty`: a cluster that q(y|x) leaves (near) empty is re-seeded from half of the
    largest cluster, and the joint stage continues.
 
@@ -282,8 +282,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             # A fifth of lr by default: on the digits 0.940 vs 0.929 at lr (from 0.950 at the
             # start of the joint stage): joint training drifts away from a good start.
             lr = float(self.joint_lr if self.joint_lr is not None else self.lr / 5)
-            beta = float(self.pull_beta if self.joint_beta is None else self.joint_beta)
-            jcfg = with_changes(train, epochs=joint_epochs, lr=lr, beta=beta)
+            jcfg = with_changes(train, epochs=joint_epochs, lr=lr, beta=self._joint_beta())
             joint(model, xt, jcfg, self.verbose, self.device)
             n_iter += joint_epochs
             settle = with_changes(jcfg, epochs=max(1, joint_epochs // 2))
@@ -321,6 +320,10 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         pull = stage_epochs(self.pull_epochs, PULL_STEPS, 20, steps)
         return pre, pull, stage_epochs(self.epochs, JOINT_STEPS, 10, steps)
 
+    def _joint_beta(self) -> float:
+        """The joint stage's KL weight: joint_beta, or pull_beta where it is None."""
+        return float(self.pull_beta if self.joint_beta is None else self.joint_beta)
+
     def fit_predict(self, X: Any, y: Any = None, **kwargs: Any) -> np.ndarray:
         """fit(X) and return labels_."""
         return self.fit(X, y).labels_
@@ -356,8 +359,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         if self.arch not in ("auto", "mlp", "conv"):
             raise ValueError(f"arch must be 'auto', 'mlp' or 'conv', got {self.arch!r}")
-        joint_beta = self.pull_beta if self.joint_beta is None else self.joint_beta
-        if not self.lr > 0 or not self.pull_beta >= 0 or not joint_beta >= 0:
+        if not self.lr > 0 or not self.pull_beta >= 0 or not self._joint_beta() >= 0:
             raise ValueError("lr must be > 0, and pull_beta and joint_beta >= 0")
 
     # --- data ---------------------------------------------------------------------------------
