@@ -4,6 +4,8 @@ what does conditioning cost? Side by side in one run:
   vae          the unconditional VAE (prior N(0, I))
   cvae         q(z|x,y), p(x|z,y), prior N(0, I)
   cvae-class   q(z|x,y), p(x|z,y), class prior p(z|y) = N(mu_y, I)
+  cvae-class-full  the same, trained so; then p(z|y) refit to each class's aggregate
+               posterior, full covariance (prior "class-full", vaekit.priors.ClassFullGaussian)
 
 Every arm: MLP D-512-256 (latent 16 by default), Bernoulli, Adam 1e-3, batch 128, dynamic
 binarization of the training images (a fresh draw every epoch), the same seeded split (MNIST:
@@ -13,10 +15,10 @@ the validation -ELBO keeps each arm's best epoch).
 Figures per arm (results/cvae_<data>.md and .json):
   -log p(x) or -log p(x|y)  importance sampling with K samples (1000), on one fixed binarized
                             draw of the test split, nats per example
-  conditional accuracy      the fraction of 100 samples per class (decoder means at prior
-                            draws) that an MLPClassifier, trained on the real training split
-                            only, assigns to the requested class; its accuracy on the real
-                            test split beside it
+  conditional accuracy      the fraction of 100 (--per-class) samples per class (decoder
+                            means at prior draws) that an MLPClassifier, trained on the real
+                            training split only, assigns to the requested class; its accuracy
+                            on the real test split beside it
   samples/s                 training speed, from a separate timing phase: the arms alternate
                             (A B A B ...) for --speed-rounds rounds of --speed-epochs epochs
                             each, and the ratio is the median of per-round ratios
@@ -51,6 +53,7 @@ ARMS = {
     "vae": {},
     "cvae": {"conditional": True},
     "cvae-class": {"conditional": True, "prior": "class"},
+    "cvae-class-full": {"conditional": True, "prior": "class-full"},
 }
 
 
@@ -111,7 +114,7 @@ def quality(args: argparse.Namespace, splits) -> dict[str, dict[str, float]]:
             row.update(
                 conditional_accuracy(
                     model, splits.train.x, splits.train.y, splits.test.x, splits.test.y,
-                    seed=args.seed,
+                    per_class=args.per_class, seed=args.seed,
                 )
             )
         results[arm] = row
@@ -210,6 +213,7 @@ def main() -> None:
     p.add_argument("--objective", choices=["elbo", "iwae"], default="elbo")
     p.add_argument("--samples", type=int, default=1, help="S for elbo, K for iwae [1]")
     p.add_argument("--tag", default="", help="suffix of the results files (variants)")
+    p.add_argument("--per-class", type=int, default=100, help="samples judged per class [100]")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -19,6 +19,8 @@ T = TypeVar("T")
 # Fields added after files were first written: a saved file without them still loads (strict
 # loading requires every other field), taking the default, which is what those files meant.
 ADDED = {"added": "0.2"}
+# The class priors p(z|y) of observed labels (the conditional VAE); "cluster" infers y.
+CLASS_PRIORS = ("class", "class-full")
 
 
 class ConfigError(ValueError):
@@ -48,10 +50,10 @@ class ModelConfig:
     likelihood: str = "bernoulli"  # bernoulli | gaussian | gaussian-learned
     sigma: float = 1.0  # fixed sigma of 'gaussian'; initial sigma of 'gaussian-learned'
     learned_sigma: str = "per-dim"  # per-dim | shared  (only for gaussian-learned)
-    prior: str = "normal"  # normal | mixture | class | cluster  (see vaekit.priors.build_prior)
+    prior: str = "normal"  # normal | mixture | class | class-full | cluster  (priors.build_prior)
     mixture_components: int = 10  # K of the mixture prior
     # The class variable y (see DESIGN.md): observed and fed to the networks (conditional),
-    # observed and choosing p(z|y) (prior "class"), or inferred (prior "cluster").
+    # observed and choosing p(z|y) (prior "class" or "class-full"), or inferred (prior "cluster").
     num_classes: int = field(default=0, metadata=ADDED)  # classes of y (clusters for "cluster")
     conditional: bool = field(default=False, metadata=ADDED)  # q(z|x,y), p(x|z,y): one-hot y in
     class_names: tuple[str, ...] = field(default=(), metadata=ADDED)  # shown in pictures/CSVs
@@ -81,16 +83,16 @@ class ModelConfig:
         )
         _check_choice("likelihood", self.likelihood, ("bernoulli", "gaussian", "gaussian-learned"))
         _check_choice("learned_sigma", self.learned_sigma, ("per-dim", "shared"))
-        _check_choice("prior", self.prior, ("normal", "mixture", "class", "cluster"))
+        _check_choice("prior", self.prior, ("normal", "mixture", "class", "class-full", "cluster"))
         _check_positive("sigma", self.sigma)
         _check_positive("mixture_components", self.mixture_components)
         _check_positive("num_classes", self.num_classes, allow_zero=True)
         if self.num_classes == 1:
             raise ConfigError("num_classes must be >= 2 (or 0: none, or taken from the labels)")
-        if self.prior == "class" and not self.conditional:
+        if self.prior in CLASS_PRIORS and not self.conditional:
             raise ConfigError(
-                "prior='class' (--conditional-prior class) is p(z|y) for observed labels: "
-                "set conditional=True (--conditional)"
+                f"prior={self.prior!r} (--conditional-prior {self.prior}) is p(z|y) for "
+                "observed labels: set conditional=True (--conditional)"
             )
         if self.prior == "cluster" and self.conditional:
             raise ConfigError(
@@ -122,7 +124,7 @@ class ModelConfig:
 def check_buildable(cfg: ModelConfig) -> None:
     """What a model needs beyond a valid config: the number of classes of its y. (A config may
     leave num_classes at 0 until the data's labels are seen, as `vaekit train` does.)"""
-    if (cfg.conditional or cfg.prior in ("class", "cluster")) and cfg.num_classes < 2:
+    if (cfg.conditional or cfg.prior in (*CLASS_PRIORS, "cluster")) and cfg.num_classes < 2:
         what = "conditional=True" if cfg.conditional else f"prior={cfg.prior!r}"
         raise ConfigError(f"{what} needs num_classes >= 2, got {cfg.num_classes}")
 

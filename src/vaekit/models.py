@@ -2,7 +2,8 @@
 
 Variants swap parts; they are not subclasses that copy this one. The class variable y is one
 of them (DESIGN.md): a conditional VAE (`config.conditional`) feeds one-hot y to the encoder
-and decoder; a class prior (`prior="class"`) makes p(z|y) = N(mu_y, I); the clustering prior
+and decoder; a class prior (`prior="class"`) makes p(z|y) = N(mu_y, I) (`"class-full"`: refit
+after training to each class's aggregate posterior, full covariance); the clustering prior
 (`prior="cluster"`) infers y. Methods take an optional `y`: (batch,) int64 class indices,
 required where the model observes y and refused where it does not.
 """
@@ -19,7 +20,14 @@ import torch
 from torch import nn
 
 from vaekit import objectives
-from vaekit.config import ConfigError, ModelConfig, check_buildable, from_dict, to_dict
+from vaekit.config import (
+    CLASS_PRIORS,
+    ConfigError,
+    ModelConfig,
+    check_buildable,
+    from_dict,
+    to_dict,
+)
 from vaekit.io import CheckpointError, load_tensors, save_tensors
 from vaekit.likelihoods import Likelihood, build_likelihood, check_finite
 from vaekit.nets import build_networks
@@ -128,7 +136,7 @@ class VAE(nn.Module):
 
     def prior_labels(self, y: torch.Tensor | None) -> torch.Tensor | None:
         """The labels the prior sees: y where p(z|y) is class-indexed, else None."""
-        return y if self.config.prior in ("class", "cluster") else None
+        return y if self.config.prior in (*CLASS_PRIORS, "cluster") else None
 
     def condition_labels(self, y: torch.Tensor | None) -> torch.Tensor | None:
         """The labels the networks see: y for a conditional model, else None."""

@@ -277,7 +277,33 @@ def fit(
     if best_weights is not None:
         model.load_state_dict(best_weights)
     model.eval()
+    refit = _fit_prior_to_posterior(model, train_rows, train_labels, cfg.batch_size)
+    if refit and run_dir is not None and world.main:
+        # the model file gets the refit prior; the checkpoint keeps the one training goes on with
+        model.save(run_dir / MODEL)
     return history
+
+
+@torch.no_grad()
+def _fit_prior_to_posterior(
+    model: VAE, rows: DeviceRows, labels: DeviceRows | None, batch_size: int
+) -> bool:
+    """Refit a prior that is fit after training (one with `fit_to_posterior`, e.g. the class
+    prior "class-full") to the trained encoder's posteriors of the training rows; whether it
+    did. Deterministic (posterior means and variances, no sampling), so a resumed run refits
+    to the same prior as an uninterrupted one."""
+    refit = getattr(model.prior, "fit_to_posterior", None)
+    if refit is None:
+        return False
+    means, variances, ys = [], [], []
+    for idx in rows.place_indices(torch.arange(len(rows))).split(batch_size):
+        y = None if labels is None else labels[idx]
+        q = model.posterior(rows[idx], model.condition_labels(y))
+        means.append(q.mean)
+        variances.append(q.logvar.exp())
+        ys.append(y)
+    refit(torch.cat(means), torch.cat(variances), torch.cat(ys))
+    return True
 
 
 def _train_epoch(

@@ -118,8 +118,10 @@ def build_parser() -> Parser:
     )
     g.add_argument(
         "--conditional-prior",
-        choices=["normal", "class"],
-        help="p(z) of a conditional VAE: normal N(0, I), or class N(mu_y, I) [normal]",
+        choices=["normal", "class", "class-full"],
+        help="p(z) of a conditional VAE: normal N(0, I); class N(mu_y, I); class-full: N(mu_y, "
+        "I) while training, then each class's Gaussian refit to where the encoder puts its "
+        "data (full covariance; the best conditional samples) [normal]",
     )
     g = t.add_argument_group("data")
     g.add_argument(
