@@ -166,9 +166,10 @@ def write(args: argparse.Namespace, splits, results, timing) -> Path:
         f"torch {meta['torch']}, {meta['machine']}. {meta['train']} training / {meta['val']} "
         f"validation / {meta['test']} test images, MLP D-512-256, latent {args.latent}, up to "
         f"{args.epochs} epochs (early stopping: patience {args.patience} on the validation "
-        f"-ELBO, best epoch kept), batch 128, objective {meta['objective']}, dynamic "
+        f"loss, best epoch kept), batch 128, objective {meta['objective']}, dynamic "
         "binarization; log-likelihoods on one "
-        f"fixed binarized draw of the test split, K={args.k}.",
+        f"fixed binarized draw of the test split, K={args.k}; conditional accuracy on "
+        f"{args.per_class} samples per class.",
         "",
         "| arm | -log p(x) or -log p(x\\|y), nats | conditional accuracy | judge on real test "
         "| epochs run |",
