@@ -64,7 +64,7 @@ class ModelConfig:
     critic_dim: int = field(default=64, metadata=ADDED)
     # the critic scores z against x + critic_noise * std(x) * sqrt(D) * eps while training
     # (vaekit.infomax: it tells the encoder which information to keep)
-    critic_noise: float = field(default=0.15, metadata=ADDED)
+    critic_noise: float = field(default=0.2, metadata=ADDED)
 
     def __post_init__(self) -> None:
         self.event_shape = tuple(int(s) for s in self.event_shape)
@@ -176,7 +176,7 @@ class TrainConfig:
     eval_k: int = 1000  # importance samples for the final log-likelihood
     flush_denormal: bool = True  # denormal floats slow CPU training 1.5-2x after a while
     mi_estimator: str = field(default="infonce", metadata=ADDED)  # infomax: infonce | jsd
-    mi_weight: float = field(default=50.0, metadata=ADDED)  # infomax: weight of the MI term
+    mi_weight: float = field(default=200.0, metadata=ADDED)  # infomax: weight of the MI term
     # auto | on | off: the step's forward and backward through torch.compile, CUDA graphs on a
     # GPU (vaekit.steps); auto = on a CUDA GPU only
     compile: str = field(default="auto", metadata=ADDED)

@@ -25,7 +25,7 @@ def evaluate(
     seed: int = 0,
     precision: str = "fp32",
     mi_estimator: str = "infonce",
-    mi_weight: float = 50.0,
+    mi_weight: float = 200.0,
 ) -> dict[str, float]:
     """Figures over x: (n, *event_shape), a tensor or a row source read a batch at a time.
 

@@ -155,11 +155,11 @@ def build_parser() -> Parser:
     g.add_argument(
         "--mi-estimator", choices=["infonce", "jsd"], help="infomax: MI estimator [infonce]"
     )
-    g.add_argument("--mi-weight", type=float, help="infomax: weight of the MI term [50]")
+    g.add_argument("--mi-weight", type=float, help="infomax: weight of the MI term [200]")
     g.add_argument(
         "--critic-noise",
         type=float,
-        help="infomax: noise on x the critic sees in training, in std(x)*sqrt(D) [0.15]",
+        help="infomax: noise on x the critic sees in training, in std(x)*sqrt(D) [0.2]",
     )
     g.add_argument("--samples", type=int, help="samples per input: S for elbo, K for iwae [1]")
     g.add_argument("--beta", type=float, help="weight of the rate (KL) term [1.0]")
