@@ -22,14 +22,18 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 
 from vaekit.anomaly_scores import (
+    FEATURE_SCORES,
     SCORES,
     check_samples,
     check_score,
     feature_contributions,
+    latent_knn_distance,
     neg_elbo,
     neg_log_likelihood,
+    posterior_means,
     reconstruction_error,
     reconstruction_probability,
+    run_reference,
     run_threshold,
     score_samples,
 )
@@ -39,13 +43,17 @@ from vaekit.io import CheckpointError, load_tensors, save_tensors
 from vaekit.models import VAE, load_state
 
 __all__ = [
+    "FEATURE_SCORES",
     "SCORES",
     "VAEDetector",
     "feature_contributions",
+    "latent_knn_distance",
     "neg_elbo",
     "neg_log_likelihood",
+    "posterior_means",
     "reconstruction_error",
     "reconstruction_probability",
+    "run_reference",
     "run_threshold",
     "score_samples",
 ]
@@ -74,7 +82,12 @@ class VAEDetector(OutlierMixin, BaseEstimator):
     contamination: expected fraction of outliers in the training data, in (0, 0.5]; the
         threshold is the (1 - contamination) quantile of the training scores, or of
         `X_calibration`'s scores when fit gets held-out normal data.
-    score: "recon-error" (default), "recon-prob", "elbo" or "iwae" (see the module docstring).
+    score: "recon-error" (default), "recon-prob", "elbo" or "iwae" (see the module docstring),
+        or "latent-knn": the distance of a row's posterior mean to its `neighbors`-th nearest
+        training code (`reference_`), which needs no decoder.
+    objective: "elbo" trains a VAE; "infomax" an encoder-only model (prior + mutual
+        information, `vaekit.infomax`), faster to train, scored by latent-knn only.
+    neighbors: k of latent-knn [5].
     threshold: a score value set by the user; overrides contamination.
     samples: L draws (elbo, recon-prob) or K importance samples (iwae); None = 10 / 100.
     latent_dim, hidden, arch, conv_channels: the VAE (None = chosen from the data: latent 16
@@ -99,6 +112,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         contamination: float = 0.1,
         score: str = "recon-error",
         *,
+        objective: str = "elbo",
+        neighbors: int = 5,
         threshold: float | None = None,
         samples: int | None = None,
         latent_dim: int | None = None,
@@ -119,6 +134,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):
     ):
         self.contamination = contamination
         self.score = score
+        self.objective = objective
+        self.neighbors = neighbors
         self.threshold = threshold
         self.samples = samples
         self.latent_dim = latent_dim
@@ -168,6 +185,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             hidden=auto["hidden"],
             conv_channels=tuple(self.conv_channels),
             likelihood=likelihood,
+            decoder=self.objective != "infomax",
         )
         torch.manual_seed(self.random_state)
         model = VAE.from_config(config)
@@ -178,6 +196,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             lr=self.lr,
             seed=self.random_state,
             precision=self.precision,
+            objective=self.objective,
         )
         self.history_ = fit(
             model, xt, None, train_cfg, progress=bool(self.verbose), device=self.device
@@ -185,7 +204,16 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         self.model_, self.preprocessor_, self.kind_ = model, pre, kind
         self.event_shape_ = event_shape
         self.n_features_in_ = math.prod(event_shape)
-        self.decision_scores_ = self._score_model_space(xt)
+        self.reference_ = posterior_means(
+            model, xt, batch_size=self.score_batch_size, precision=self.precision
+        )
+        if self.score == "latent-knn":  # a training row is not its own neighbour
+            self.decision_scores_ = latent_knn_distance(
+                model, xt, self.reference_, k=self.neighbors, exclude_self=True,
+                batch_size=self.score_batch_size, precision=self.precision,
+            ).double().numpy()
+        else:
+            self.decision_scores_ = self._score_model_space(xt)
         if self.threshold is None and X_calibration is not None:
             self.calibrate(X_calibration)
         else:
@@ -227,6 +255,17 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {c!r}")
         check_score(self.score)
+        if self.objective not in ("elbo", "infomax"):
+            raise ValueError(f"objective must be elbo or infomax, got {self.objective!r}")
+        if self.objective == "infomax" and self.score not in FEATURE_SCORES:
+            raise ValueError(
+                f"objective='infomax' trains an encoder-only model, which has no decoder for "
+                f"score={self.score!r}; use score='latent-knn'"
+            )
+        if isinstance(self.neighbors, bool) or not isinstance(self.neighbors, int) or (
+            self.neighbors < 1
+        ):
+            raise ValueError(f"neighbors must be an integer >= 1, got {self.neighbors!r}")
         if self.threshold is not None and not math.isfinite(float(self.threshold)):
             raise ValueError(f"threshold must be a finite number, got {self.threshold!r}")
         if self.samples is not None:
@@ -264,10 +303,11 @@ class VAEDetector(OutlierMixin, BaseEstimator):
                 )
             x = x.reshape(len(x), *self.event_shape_)
         xt = torch.from_numpy(self.preprocessor_.transform(x))
-        try:
-            self.model_.likelihood.check_support(xt)
-        except ValueError as e:
-            raise ValueError(f"X: {e}") from None
+        if self.model_.likelihood is not None:  # an encoder-only model has none
+            try:
+                self.model_.likelihood.check_support(xt)
+            except ValueError as e:
+                raise ValueError(f"X: {e}") from None
         return xt
 
     def _score_model_space(self, xt: torch.Tensor) -> np.ndarray:
@@ -279,6 +319,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             batch_size=self.score_batch_size,
             precision=self.precision,
             seed=self.random_state,
+            reference=getattr(self, "reference_", None),
+            neighbors=self.neighbors,
         )
         return scores.double().numpy()
 
@@ -352,6 +394,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         self._check_fitted()
         tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
         tensors["decision_scores"] = torch.from_numpy(self.decision_scores_)
+        tensors["reference"] = self.reference_.contiguous()
         meta = {
             "format": FORMAT,
             "params": _jsonable(self.get_params()),
@@ -395,6 +438,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         det.event_shape_ = tuple(config.event_shape)
         det.n_features_in_ = math.prod(config.event_shape)
         det.decision_scores_ = tensors["decision_scores"].double().numpy()
+        if "reference" in tensors:  # files saved before latent-knn have none
+            det.reference_ = tensors["reference"].float()
         det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int64)
         return det
 

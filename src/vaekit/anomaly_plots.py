@@ -19,6 +19,7 @@ UNITS = {
     "recon-prob": "mean -log p(x|z_l), nats",
     "elbo": "-ELBO, nats",
     "iwae": "-log p(x) (importance sampling), nats",
+    "latent-knn": "to the 5th nearest training code, latent units",
 }
 FILES = {"anomalies": "anomalies.png", "scores": "anomaly_scores.png"}
 
@@ -41,12 +42,14 @@ def draw_anomaly(
     normal data (see `anomaly.run_threshold`).
     """
     anomaly.check_score(score)
+    # latent-knn compares codes with the training split's (and needs no decoder)
+    ref = {"reference": anomaly.run_reference(run)} if score in anomaly.FEATURE_SCORES else {}
     if threshold is None:
-        threshold, split = anomaly.run_threshold(run, score, contamination or 0.1)
+        threshold, split = anomaly.run_threshold(run, score, contamination or 0.1, **ref)
         how = f"threshold: {1 - (contamination or 0.1):.0%} quantile of the run's {split} split"
     else:
         how = "threshold: given"
-    s = anomaly.score_samples(run.model, x, score).double().numpy()
+    s = anomaly.score_samples(run.model, x, score, **ref).double().numpy()
     out = Path(out_dir)
     paths = {"scores": histogram(s, float(threshold), out / FILES["scores"], score, how)}
     order = np.argsort(-s, kind="stable")
@@ -90,30 +93,43 @@ def extremes(
 ) -> Path:
     """Images: rows of the most anomalous inputs, their reconstructions, the least anomalous
     inputs, their reconstructions. Tables: each input's features (standardised as the model
-    sees them) against its reconstruction, one panel per input."""
+    sees them) against its reconstruction, one panel per input. An encoder-only model has no
+    reconstructions: the inputs alone."""
     shape = run.config.model.event_shape
     idx = torch.as_tensor(np.concatenate([most, least]))
     xs = x[idx]
-    recon = run.model.reconstruct(xs)
+    recon = run.model.reconstruct(xs) if run.model.has_decoder else None
     images = plots.as_images(run.to_display(xs).numpy(), shape)
+    title = f"{score}: highest {scores[most[0]]:.4g} ... lowest {scores[least[0]]:.4g}"
+    k = len(most)
+    if images is not None and recon is None:
+        grid = np.stack([images[:k], images[k:]])
+        return class_plots.labelled_grid(
+            grid, path, row_labels=["most anomalous", "least anomalous"], title=title
+        )
     if images is not None:
         rec = plots.as_images(run.to_display(recon).numpy(), shape)
-        k = len(most)
         grid = np.stack([images[:k], rec[:k], images[k:], rec[k:]])
         return class_plots.labelled_grid(
             grid,
             path,
             row_labels=["most anomalous", "reconstruction", "least anomalous", "reconstruction"],
-            title=f"{score}: highest {scores[most[0]]:.4g} ... lowest {scores[least[0]]:.4g}",
+            title=title,
         )
     return _table_extremes(
-        xs.numpy(), recon.numpy(), np.concatenate([most, least]), scores, len(most), path, score
+        xs.numpy(),
+        None if recon is None else recon.numpy(),
+        np.concatenate([most, least]),
+        scores,
+        k,
+        path,
+        score,
     )
 
 
 def _table_extremes(
     xs: np.ndarray,
-    recon: np.ndarray,
+    recon: np.ndarray | None,
     idx: np.ndarray,
     scores: np.ndarray,
     k: int,
@@ -136,7 +152,8 @@ def _table_extremes(
     feats = np.arange(xs.shape[1])
     for ax, i in zip(axes.ravel(), picks, strict=True):
         ax.plot(feats, xs[i].ravel(), "o", ms=3, color="tab:blue", label="input")
-        ax.plot(feats, recon[i].ravel(), "-", lw=1, color="tab:orange", label="reconstruction")
+        if recon is not None:
+            ax.plot(feats, recon[i].ravel(), "-", lw=1, color="tab:orange", label="reconstruction")
         kind = "most" if i < k else "least"
         ax.set_title(f"{kind} anomalous: row {idx[i]}\n{score} {scores[idx[i]]:.4g}", fontsize=9)
         ax.set_xlabel("feature")

@@ -261,7 +261,8 @@ def build_parser() -> Parser:
     p.add_argument(
         "--score",
         default="recon-error",
-        help="anomaly score with --data: elbo, iwae, recon-prob or recon-error [recon-error]",
+        help="anomaly score with --data: elbo, iwae, recon-prob, recon-error, or latent-knn (no "
+        "decoder needed: an encoder-only run's score) [recon-error]",
     )
     t = p.add_mutually_exclusive_group()
     t.add_argument("--contamination", type=float, help="with --data: the expected outlier share")

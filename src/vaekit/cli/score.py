@@ -18,12 +18,17 @@ EPILOG = """examples:
   vaekit score runs/normal --data new.csv --out scores.csv --contamination 0.05
   vaekit score runs/mnist --data ../shared/data/mnist --out scores.csv --score elbo --explain 10
   vaekit score runs/normal --data new.csv --out scores.csv --threshold 42.5
+  vaekit train --data normal.npz --objective infomax --out runs/codes   # encoder only
+  vaekit score runs/codes --data new.npz --out scores.csv --score latent-knn
 
 scores (each per input; higher = more abnormal):
   recon-error  squared error of the decoded posterior mean (data units as the model sees them)
   recon-prob   mean over L posterior draws of -log p(x|z_l), nats (An & Cho 2015)
   elbo         -ELBO, nats
   iwae         -log p(x) by importance sampling with K draws, nats
+  latent-knn   distance of the posterior mean to its k-th nearest code of the run's training
+               split (--neighbors k), latent units; needs no decoder, so it also scores an
+               encoder-only (--objective infomax) run
 
 The threshold is --threshold, or the (1 - contamination) quantile of the scores of the run's
 held-out normal data (its validation split; its training split when it has none).
@@ -46,7 +51,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--score",
         default="recon-error",
-        choices=["recon-error", "recon-prob", "elbo", "iwae"],
+        choices=["recon-error", "recon-prob", "elbo", "iwae", "latent-knn"],
         help="[recon-error]",
     )
     g = p.add_mutually_exclusive_group()
@@ -66,6 +71,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--samples", type=int, help="L posterior draws (elbo, recon-prob) [10] or K (iwae) [100]"
     )
+    p.add_argument("--neighbors", type=int, default=5, help="k of latent-knn [5]")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="[fp32]")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws [0]")
     p.add_argument("--force", action="store_true", help="overwrite --out (and OUT_explain.csv)")
@@ -92,13 +98,23 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--explain must be >= 0, got {args.explain}")
     if args.samples is not None and args.samples < 1:
         raise UserError(f"--samples must be >= 1, got {args.samples}")
+    if args.neighbors < 1:
+        raise UserError(f"--neighbors must be >= 1, got {args.neighbors}")
+    if args.explain and args.score in anomaly.FEATURE_SCORES:
+        raise UserError(
+            f"--explain splits a score over the input's features; {args.score} is a distance "
+            "between codes: explain with --score recon-error (a run with a decoder)"
+        )
     check_out(args.out, (".csv",), args.force)
     if args.explain:
         check_out(explain_path(args.out), (".csv",), args.force)
 
     run = Run.load(args.run, device=args.device)
     x, _ = run.data(args.data)
-    opts = {"samples": args.samples, "precision": args.precision, "seed": args.seed}
+    opts: dict[str, Any] = {"samples": args.samples, "precision": args.precision, "seed": args.seed}
+    if args.score in anomaly.FEATURE_SCORES:
+        opts["reference"] = anomaly.run_reference(run, args.precision)
+        opts["neighbors"] = args.neighbors
     scores = anomaly.score_samples(run.model, x, args.score, **opts).double().numpy()
     if args.threshold is not None:
         threshold, how = args.threshold, "--threshold"
@@ -115,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     explain = None
     if args.explain:
         top = np.argsort(-scores, kind="stable")[: args.explain]
+        opts = {k: opts[k] for k in ("samples", "precision", "seed")}
         contrib = anomaly.feature_contributions(run.model, x[top], args.score, **opts)
         contrib = contrib.flatten(1).double().numpy()
         names = feature_names(args.data, run, contrib.shape[1])
