@@ -145,6 +145,10 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         lr / 5).
     min_cluster_size: a cluster that q(y|x) gives fewer points is re-seeded (None: 1% of n/K,
         at least 1).
+    objective: "elbo" (the VAE: the recipe above) or "infomax": the same stages with an
+        encoder-only model (`vaekit.infomax`: the prior term of each stage kept, the decoder's
+        reconstruction replaced by a mutual-information estimate), for features and clusters
+        without a decoder; `sample` and `score` (they decode) then refuse in one line.
     random_state: int or None; seeds the networks, t-SNE, the GMM and training.
     device: where the three training stages run ("auto": a CUDA GPU, else MPS, else the CPU);
         the fitted model is kept on the CPU, where predict, transform and sample run.
@@ -183,6 +187,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         lr: float = 1e-3,
         joint_lr: float | None = None,
         min_cluster_size: int | None = None,
+        objective: str = "elbo",
         random_state: int | None = None,
         verbose: bool = False,
         device: str = "auto",
@@ -205,6 +210,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.lr = lr
         self.joint_lr = joint_lr
         self.min_cluster_size = min_cluster_size
+        self.objective = objective
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
@@ -246,6 +252,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             hidden=tuple(int(h) for h in self.hidden),
             conv_channels=tuple(int(c) for c in self.conv_channels),
             likelihood="bernoulli" if bernoulli else "gaussian",
+            decoder=self.objective != "infomax",
         )
         batch = int(min(self.batch_size, n))
         steps = math.ceil(n / batch)  # per epoch
@@ -253,7 +260,9 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         if space == "auto":
             space = "input" if math.prod(event_shape) <= AUTO_INPUT_FEATURES else "codes"
         pre_epochs, pull_epochs, joint_epochs = self.stage_lengths(space, steps)
-        train = TrainConfig(epochs=1, batch_size=batch, lr=float(self.lr), seed=seed)
+        train = TrainConfig(
+            epochs=1, batch_size=batch, lr=float(self.lr), seed=seed, objective=self.objective
+        )
         torch.manual_seed(seed)
         ae = VAE.from_config(ModelConfig(**common))
         if pre_epochs > 0:
@@ -266,7 +275,9 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
         model = VAE.from_config(ModelConfig(**common, prior="cluster", num_classes=k))
         model.encoder.load_state_dict(ae.encoder.state_dict())
-        model.decoder.load_state_dict(ae.decoder.state_dict())
+        for part in ("decoder", "critic"):  # the decoder of a VAE, the critic of an encoder-only
+            if getattr(ae, part) is not None:
+                getattr(model, part).load_state_dict(getattr(ae, part).state_dict())
         init_prior(model, z, z_var, init.labels)
         if pull_epochs > 0:
             cfg = with_changes(train, epochs=pull_epochs, beta=float(self.pull_beta))
@@ -357,6 +368,8 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"init_space must be 'auto', 'input' or 'codes', got {self.init_space!r}"
             )
+        if self.objective not in ("elbo", "infomax"):
+            raise ValueError(f"objective must be 'elbo' or 'infomax', got {self.objective!r}")
         if self.arch not in ("auto", "mlp", "conv"):
             raise ValueError(f"arch must be 'auto', 'mlp' or 'conv', got {self.arch!r}")
         if not self.lr > 0 or not self.pull_beta >= 0 or not self._joint_beta() >= 0:
@@ -401,10 +414,11 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
         check_is_fitted(self, "model_")
         xt = torch.from_numpy(self._to_model(self._validate(X, reset=False)))
-        try:
-            self.model_.likelihood.check_support(xt)
-        except ValueError as e:
-            raise ValueError(f"X: {e}") from None
+        if self.model_.likelihood is not None:  # an encoder-only model has no support to check
+            try:
+                self.model_.likelihood.check_support(xt)
+            except ValueError as e:
+                raise ValueError(f"X: {e}") from None
         return xt
 
     # --- results ------------------------------------------------------------------------------
@@ -429,6 +443,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         """Mean ELBO of X in nats per example (higher is better; in the model's data units, i.e.
         standardised for tables), from 5 seeded posterior draws per example."""
         xt = self._prepare(X)
+        self.model_.require_decoder("give an ELBO (score); objective='infomax' was fitted")
         # Seeded posterior draws (5 per example): the same X gives the same score.
         with torch.no_grad(), torch.random.fork_rng():
             torch.manual_seed(0)

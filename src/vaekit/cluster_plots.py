@@ -29,8 +29,10 @@ def draw_clusters(
         again when x is None). x: (n, ...) data as the clusterer takes it; y: (n,) real
         labels or None. out_dir: where to write (default: the run directory).
     Figures: cluster_samples.png (images only: a row of `per_cluster` samples per cluster,
-    row k generated from p(z|y=k)); cluster_latent.png (latent means coloured by cluster);
-    cluster_latent_labels.png (the same points coloured by the real labels, where y exists).
+    row k generated from p(z|y=k); for an encoder-only clusterer, which cannot generate, the
+    first `per_cluster` inputs of x assigned to each cluster instead); cluster_latent.png
+    (latent means coloured by cluster); cluster_latent_labels.png (the same points coloured
+    by the real labels, where y exists).
     At most `max_points` points are drawn (a seeded random subset).
     """
     from vaekit import plots
@@ -62,7 +64,7 @@ def draw_clusters(
     k = est.n_clusters
     shape = tuple(est.model_.config.event_shape)
     images = plots.as_images(np.zeros((1, *shape), np.float32), shape)
-    if images is not None:
+    if images is not None and est.model_.has_decoder:
         clusters = np.repeat(np.arange(k), per_cluster)
         samples = est.sample(len(clusters), cluster=clusters, random_state=seed)
         grid = plots.as_images(samples.reshape(len(samples), *shape), shape)
@@ -71,6 +73,15 @@ def draw_clusters(
             out / SAMPLES,
             nrow=per_cluster,
             title=f"samples from each cluster (row k: p(z|y=k)), K={k}",
+        )
+    elif images is not None and x is not None:  # no decoder: show members, not samples
+        members = _members(np.asarray(x), est.predict(np.asarray(x)), k, per_cluster)
+        grid = plots.as_images(members.reshape(len(members), *shape), shape)
+        written["cluster_samples"] = plots.image_grid(
+            np.clip(grid, 0, 1),
+            out / SAMPLES,
+            nrow=per_cluster,
+            title=f"inputs assigned to each cluster (row k: cluster k; blank: fewer), K={k}",
         )
     if x is not None:
         x = np.asarray(x)
@@ -91,3 +102,13 @@ def draw_clusters(
                 title="the same points, coloured by their real labels",
             )
     return written
+
+
+def _members(x: np.ndarray, assigned: np.ndarray, k: int, per_cluster: int) -> np.ndarray:
+    """The first `per_cluster` rows of x in each cluster, cluster by cluster; zeros where a
+    cluster has fewer: (k * per_cluster, ...) in x's units."""
+    out = np.zeros((k * per_cluster, *x.shape[1:]), dtype=np.float32)
+    for c in range(k):
+        rows = x[assigned == c][:per_cluster]
+        out[c * per_cluster : c * per_cluster + len(rows)] = rows
+    return out

@@ -23,6 +23,7 @@ NAME = "cluster"
 EPILOG = """examples:
   vaekit cluster --data digits --k 10 --out runs/digits-clusters
   vaekit cluster --data ../shared/data/mnist --k 10 --arch mlp --out runs/mnist-clusters
+  vaekit cluster --data digits --k 10 --objective infomax --out runs/digits-enc   # no decoder
   vaekit cluster runs/mnist-clusters --data new_images/ --out assigned.csv
   vaekit plot runs/mnist-clusters      # samples per cluster, latent scatter by cluster
 
@@ -90,6 +91,13 @@ def add_parser(sub: Any) -> None:
         default="auto",
         help="what the initial clustering sees: auto = the inputs up to 256 "
         "features, else the autoencoder's codes [auto]",
+    )
+    g.add_argument(
+        "--objective",
+        choices=["elbo", "infomax"],
+        default="elbo",
+        help="elbo: the clustering VAE; infomax: the same stages encoder-only (no decoder: "
+        "clusters and features, no samples) [elbo]",
     )
     g.add_argument("--seed", type=int, default=0, help="[0]")
     p.add_argument("--force", action="store_true", help="overwrite --out")
@@ -179,6 +187,7 @@ def _fit(args: argparse.Namespace, x: Any, device: str) -> Any:
         n_init=args.n_init,
         init=args.init,
         init_space=args.init_space,
+        objective=args.objective,
         random_state=args.seed,
         verbose=not args.quiet and distributed.launched_rank() == 0,
         device=device,
