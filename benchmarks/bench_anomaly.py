@@ -99,12 +99,7 @@ def arm_vaekit(
     from vaekit.anomaly import VAEDetector
 
     det = VAEDetector(random_state=seed, precision=precision)
-    if epochs is not None:
-        det.set_params(epochs=epochs)
-    xtr = x_train.reshape(-1, *shape) if shape else x_train
-    xte = x_test.reshape(-1, *shape) if shape else x_test
-    _, fit_s = timed(lambda: det.fit(xtr))
-    default_scores, score_s = timed(lambda: det.decision_function(xte))
+    default_scores, xte, fit_s, score_s = fit_and_score(det, x_train, x_test, shape, epochs)
     out: dict[str, Any] = {
         "default_score": det.score,
         "fit_s": fit_s,
@@ -135,13 +130,22 @@ def arm_infomax(
     from vaekit.anomaly import VAEDetector
 
     det = VAEDetector(score="latent-knn", objective="infomax", random_state=seed)
+    s, _, fit_s, score_s = fit_and_score(det, x_train, x_test, shape, epochs)
+    return {"fit_s": fit_s, "score_s": score_s, "scores": {"score": s}}
+
+
+def fit_and_score(
+    det: Any, x_train: np.ndarray, x_test: np.ndarray, shape: tuple | None, epochs: int | None
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Fit a VAEDetector (epochs overridden where given) on x_train and score x_test (flat
+    rows reshaped to `shape` for images): (scores, x_test as scored, fit s, score s)."""
     if epochs is not None:
         det.set_params(epochs=epochs)
     xtr = x_train.reshape(-1, *shape) if shape else x_train
     xte = x_test.reshape(-1, *shape) if shape else x_test
     _, fit_s = timed(lambda: det.fit(xtr))
-    s, score_s = timed(lambda: det.decision_function(xte))
-    return {"fit_s": fit_s, "score_s": score_s, "scores": {"score": s}}
+    scores, score_s = timed(lambda: det.decision_function(xte))
+    return scores, xte, fit_s, score_s
 
 
 def arm_sklearn(kind: str, x_train: np.ndarray, x_test: np.ndarray, seed: int) -> dict[str, Any]:

@@ -64,24 +64,18 @@ def draw_clusters(
     k = est.n_clusters
     shape = tuple(est.model_.config.event_shape)
     images = plots.as_images(np.zeros((1, *shape), np.float32), shape)
+    rows, title = None, ""
     if images is not None and est.model_.has_decoder:
         clusters = np.repeat(np.arange(k), per_cluster)
-        samples = est.sample(len(clusters), cluster=clusters, random_state=seed)
-        grid = plots.as_images(samples.reshape(len(samples), *shape), shape)
-        written["cluster_samples"] = plots.image_grid(
-            np.clip(grid, 0, 1),
-            out / SAMPLES,
-            nrow=per_cluster,
-            title=f"samples from each cluster (row k: p(z|y=k)), K={k}",
-        )
+        rows = est.sample(len(clusters), cluster=clusters, random_state=seed)
+        title = f"samples from each cluster (row k: p(z|y=k)), K={k}"
     elif images is not None and x is not None:  # no decoder: show members, not samples
-        members = _members(np.asarray(x), est.predict(np.asarray(x)), k, per_cluster)
-        grid = plots.as_images(members.reshape(len(members), *shape), shape)
+        rows = _members(np.asarray(x), est.predict(np.asarray(x)), k, per_cluster)
+        title = f"inputs assigned to each cluster (row k: cluster k; blank: fewer), K={k}"
+    if rows is not None:
+        grid = plots.as_images(rows.reshape(len(rows), *shape), shape)
         written["cluster_samples"] = plots.image_grid(
-            np.clip(grid, 0, 1),
-            out / SAMPLES,
-            nrow=per_cluster,
-            title=f"inputs assigned to each cluster (row k: cluster k; blank: fewer), K={k}",
+            np.clip(grid, 0, 1), out / SAMPLES, nrow=per_cluster, title=title
         )
     if x is not None:
         x = np.asarray(x)
