@@ -40,6 +40,8 @@ EXAMPLES = {
       --standardize --out runs/frey
   vaekit train --out runs/digits --resume --epochs 60      # continue a run
   vaekit train --data digits --out runs/cvae --conditional --conditional-prior class
+  vaekit train --data ../shared/data/mnist --out runs/cvae --conditional --binarize dynamic \\
+      --conditional-prior class-full --objective iwae --samples 5 --epochs 300 --patience 30
   vaekit train --data ../shared/data/mnist --out runs/gpu --device cuda --compile off
   torchrun --nproc-per-node 2 -m vaekit train --data digits --out runs/ddp   # 2 processes
       (--batch-size is the global batch; README, "Several processes and machines")""",
