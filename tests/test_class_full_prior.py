@@ -139,3 +139,25 @@ def test_a_class_full_run_from_the_cli_resumes_to_the_same_model(tmp_path: Path,
     assert_same_training(straight, resumed)  # checkpoints and model files, the refit included
     rc, _, err = run(capsys, "sample", straight, "--label", 3, "-n", 4, "--out", tmp_path / "s.npz")
     assert rc == 0, err
+
+
+def test_the_training_shortcut_is_the_general_formula_and_loading_sets_it() -> None:
+    prior = ClassFullGaussian(3, 4)
+    q = DiagonalGaussian(torch.randn(6, 3), torch.randn(6, 3) * 0.5)
+    y, z = torch.tensor([0, 1, 2, 3, 0, 1]), torch.randn(5, 6, 3)
+    assert not prior.refit  # identity covariances: the shortcut
+    fast = prior.kl(q, y), prior.log_prob(z, y)
+    prior.refit = True  # the same identity through the triangular solves
+    torch.testing.assert_close(prior.kl(q, y), fast[0])
+    torch.testing.assert_close(prior.log_prob(z, y), fast[1])
+    # the flag follows the weights a prior loads, refit or not
+    fresh = ClassFullGaussian(3, 4)
+    fresh.load_state_dict(random_prior().state_dict())
+    assert fresh.refit
+    fresh.load_state_dict(ClassFullGaussian(3, 4).state_dict())
+    assert not fresh.refit
+    model = cvae("class-full")
+    model.prior.fit_to_posterior(torch.randn(50, 4), torch.rand(50, 4), torch.arange(50) % 10)
+    copy = cvae("class-full", seed=1)
+    copy.load_state_dict(model.state_dict())  # through the VAE: the prior's hook runs too
+    assert copy.prior.refit

@@ -4,8 +4,9 @@ A VAE trained on normal data gives low likelihood, and poor reconstructions, to 
 not seen. Every score here is per example and oriented the same way: **higher = more
 abnormal**. Densities are in nats (summed over the data dimensions, as everywhere in vaekit).
 
-The scores (elbo, iwae, recon-prob, recon-error) and `feature_contributions` are in
-`vaekit.anomaly_scores`, whose docstring says what each is; they are re-exported here.
+The scores (elbo, iwae, recon-prob, recon-error, and latent-knn, which needs only the encoder)
+and `feature_contributions` are in `vaekit.anomaly_scores`, whose docstring says what each
+is; they are re-exported here.
 
 `VAEDetector` wraps data preparation, a VAE, `vaekit.train.fit` and a score in the
 conventions of PyOD and scikit-learn.

@@ -257,6 +257,18 @@ class ClassFullGaussian(Prior):
         # drawn like ClassGaussian's means, so a seed gives both priors the same start
         self.means = nn.Parameter(torch.randn(classes, latent_dim))
         self.register_buffer("scale_tril", torch.eye(latent_dim).repeat(classes, 1, 1))
+        # Whether the covariances are refit (not the identity). While training they are the
+        # identity and `kl`/`log_prob` take the class prior's closed forms, without triangular
+        # solves: conditioning then costs what it costs with prior "class". A Python flag, not
+        # a tensor, so no step waits on the device to read it; set again whenever weights load.
+        self.refit = False
+        self.register_load_state_dict_post_hook(ClassFullGaussian._after_load)
+
+    @staticmethod
+    def _after_load(module: ClassFullGaussian, incompatible_keys: Any) -> None:
+        eye = torch.eye(module.latent_dim, dtype=module.scale_tril.dtype)
+        module.refit = not torch.equal(module.scale_tril.detach().cpu(), eye.expand_as(
+            module.scale_tril))
 
     def _inverse_tril(self) -> torch.Tensor:
         """L_y^-1 for every class: (K, latent, latent)."""
@@ -271,6 +283,8 @@ class ClassFullGaussian(Prior):
     def log_prob(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """log p(z|y) (z: (S, batch, latent) or (batch, latent), y: (batch,)); without y the
         equal-weight mixture over classes."""
+        if y is not None and not self.refit:  # Sigma_y = I (see __init__)
+            return -0.5 * ((z - self.means[y]) ** 2 + LOG_2PI).sum(-1)
         inv, log_det = self._inverse_tril(), self._log_det()
         if y is not None:
             white = torch.einsum("bij,...bj->...bi", inv[y], z - self.means[y])
@@ -295,6 +309,9 @@ class ClassFullGaussian(Prior):
         Carlo) without y."""
         if y is None:
             return None
+        if not self.refit:  # Sigma_y = I (see __init__): the class prior's KL
+            d2 = (q.mean - self.means[y]) ** 2
+            return 0.5 * (d2 + torch.exp(q.logvar) - q.logvar - 1).sum(-1)
         inv = self._inverse_tril()[y]  # (batch, latent, latent)
         trace = (inv**2 * torch.exp(q.logvar).unsqueeze(-2)).sum((-2, -1))
         white = (inv @ (q.mean - self.means[y]).unsqueeze(-1)).squeeze(-1)
@@ -320,6 +337,7 @@ class ClassFullGaussian(Prior):
             cov = centred.T @ centred / len(m) + torch.diag(var[rows].mean(0))
             self.means[c] = m.mean(0).to(self.means)
             self.scale_tril[c] = torch.linalg.cholesky(cov).to(self.scale_tril)
+            self.refit = True
 
 
 def build_prior(name: str, latent_dim: int, components: int, classes: int = 0) -> Prior:
