@@ -263,9 +263,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):
                 f"objective='infomax' trains an encoder-only model, which has no decoder for "
                 f"score={self.score!r}; use score='latent-knn'"
             )
-        if isinstance(self.neighbors, bool) or not isinstance(self.neighbors, int) or (
-            self.neighbors < 1
-        ):
+        k = self.neighbors
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"neighbors must be an integer >= 1, got {self.neighbors!r}")
         if self.threshold is not None and not math.isfinite(float(self.threshold)):
             raise ValueError(f"threshold must be a finite number, got {self.threshold!r}")
