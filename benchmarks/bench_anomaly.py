@@ -42,7 +42,7 @@ from benchcommon import MNIST_TEST, REPO_ROOT, load_data, read_idx_images
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 MNIST_LABELS = MNIST_TEST.with_name("t10k-labels-idx1-ubyte.gz")
-SCORES = ("recon-error", "recon-prob", "elbo", "iwae")
+SCORES = ("recon-error", "smooth-error", "recon-prob", "elbo", "iwae")
 
 # --------------------------------------------------------------------------------------- data
 
@@ -101,15 +101,16 @@ def arm_vaekit(
     det = VAEDetector(random_state=seed, precision=precision)
     default_scores, xte, fit_s, score_s = fit_and_score(det, x_train, x_test, shape, epochs)
     out: dict[str, Any] = {
-        "default_score": det.score,
+        "default_score": det.score_,
         "fit_s": fit_s,
         "score_s": score_s,
-        "scores": {det.score: default_scores},
-        "score_seconds": {det.score: score_s},
+        "scores": {det.score_: default_scores},
+        "score_seconds": {det.score_: score_s},
     }
     xt = torch.from_numpy(det.preprocessor_.transform(xte))
+    image = len(det.event_shape_) == 3
     for name in SCORES:
-        if name != det.score:
+        if name != det.score_ and (image or name not in anomaly.IMAGE_SCORES):
             s, secs = timed(
                 lambda n=name: anomaly.score_samples(
                     det.model_, xt, n, seed=seed, precision=precision
@@ -327,6 +328,8 @@ def one_class(name: str, arms: list[str], classes: list[int], epochs: int | None
         res = run_arms(arms, normal, xte, shape, seed=0, epochs=epochs)
         row: dict[str, Any] = {"class": c, "n_train": len(normal)}
         for arm, r in res.items():
+            if "default_score" in r:
+                row["default_score"] = r["default_score"]
             for sname, s in r["scores"].items():
                 key = arm if sname == "score" else f"{arm}:{sname}"
                 row[key] = {"auroc": float(roc_auc_score(yte != c, s))}
@@ -359,6 +362,8 @@ def breast_cancer(arms: list[str], rounds: int, epochs: int | None) -> dict:
             own = arm.startswith(("vaekit", "pyod", "infomax"))
             xa, xb = (normal, x[te]) if own else ((normal - mean) / std, (x[te] - mean) / std)
             r = run_arms([arm], xa, xb, None, seed, epochs)[arm]
+            if "default_score" in r:
+                row["default_score"] = r["default_score"]
             for sname, s in r["scores"].items():
                 key = arm if sname == "score" else f"{arm}:{sname}"
                 row[key] = {"auroc": float(roc_auc_score(is_out[te], s)),
@@ -415,7 +420,9 @@ def write_report(result: dict, meta: dict, path_stem: Path) -> None:
     result["summary"] = summarise(result)
     result["meta"] = meta
     path_stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    default = meta.get("vaekit_default_score", "")
+    # the score VAEDetector(score="auto") took on these data (it depends on their kind)
+    default = next((r["default_score"] for r in result["rows"] if "default_score" in r), "")
+    meta["vaekit_default_score"] = default or meta.get("vaekit_default_score", "")
     s = result["summary"]
     tables = "breast-cancer" in result["data"]
     lines = [f"# Anomaly detection: {result['data']} ({result['protocol']} protocol)", ""]

@@ -93,7 +93,7 @@ def test_encoder_only_detector_thresholds_predicts_and_round_trips(
 def test_encoder_only_refuses_what_needs_a_decoder(encoder_only: VAEDetector) -> None:
     x = np.zeros((3, 12), dtype=np.float32)
     with pytest.raises(ValueError, match="use score='latent-knn'"):
-        VAEDetector(objective="infomax").fit(x)
+        VAEDetector(objective="infomax", score="recon-error").fit(x)
     with pytest.raises(ValueError, match="objective must be elbo or infomax"):
         VAEDetector(objective="vae").fit(x)
     with pytest.raises(ValueError, match="neighbors must be an integer >= 1"):
@@ -146,5 +146,8 @@ def test_plot_draws_the_anomaly_pictures_of_an_encoder_only_run(tmp_path: Path, 
     for name in ("anomalies.png", "anomaly_scores.png"):
         assert f"wrote {run / name}" in stdout
         assert Image.open(run / name).size[0] > 100
-    rc, _, err = cli(capsys, "plot", run, "--data", "digits")  # recon-error needs a decoder
+    rc, stdout, err = cli(capsys, "plot", run, "--data", "digits")  # "auto": latent-knn here
+    assert rc == 0, err
+    assert f"wrote {run / 'anomalies.png'}" in stdout
+    rc, _, err = cli(capsys, "plot", run, "--data", "digits", "--score", "recon-error")
     assert rc != 0 and "--score latent-knn" in err and len(err.strip().splitlines()) == 1

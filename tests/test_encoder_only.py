@@ -76,7 +76,8 @@ def test_decoder_commands_refuse_in_one_line_and_write_nothing(
     for command in (
         ["sample", infomax_run, "--out", tmp_path / "s.png"],
         ["reconstruct", infomax_run, "--data", "digits", "--out", tmp_path / "r.png"],
-        ["score", infomax_run, "--data", "digits", "--out", tmp_path / "s.csv"],
+        ["score", infomax_run, "--data", "digits", "--out", tmp_path / "s.csv", "--score",
+         "recon-error"],
     ):
         rc, _, err = run(capsys, *command)
         assert "no decoder" in assert_one_line_error(rc, err), command

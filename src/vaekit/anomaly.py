@@ -4,9 +4,9 @@ A VAE trained on normal data gives low likelihood, and poor reconstructions, to 
 not seen. Every score here is per example and oriented the same way: **higher = more
 abnormal**. Densities are in nats (summed over the data dimensions, as everywhere in vaekit).
 
-The scores (elbo, iwae, recon-prob, recon-error, and latent-knn, which needs only the encoder)
-and `feature_contributions` are in `vaekit.anomaly_scores`, whose docstring says what each
-is; they are re-exported here.
+The scores (elbo, iwae, recon-prob, recon-error, smooth-error for images, and latent-knn, which
+needs only the encoder) and `feature_contributions` are in `vaekit.anomaly_scores`, whose
+docstring says what each is; they are re-exported here.
 
 `VAEDetector` wraps data preparation, a VAE, `vaekit.train.fit` and a score in the
 conventions of PyOD and scikit-learn.
@@ -24,9 +24,11 @@ from sklearn.base import BaseEstimator, OutlierMixin
 
 from vaekit.anomaly_scores import (
     FEATURE_SCORES,
+    IMAGE_SCORES,
     SCORES,
     check_samples,
     check_score,
+    default_score,
     feature_contributions,
     latent_knn_distance,
     neg_elbo,
@@ -37,6 +39,8 @@ from vaekit.anomaly_scores import (
     run_reference,
     run_threshold,
     score_samples,
+    smoothed_error,
+    smoothing_width,
 )
 from vaekit.config import ConfigError, ModelConfig, TrainConfig, from_dict, to_dict
 from vaekit.devices import device_of
@@ -45,8 +49,10 @@ from vaekit.models import VAE, load_state
 
 __all__ = [
     "FEATURE_SCORES",
+    "IMAGE_SCORES",
     "SCORES",
     "VAEDetector",
+    "default_score",
     "feature_contributions",
     "latent_knn_distance",
     "neg_elbo",
@@ -57,6 +63,8 @@ __all__ = [
     "run_reference",
     "run_threshold",
     "score_samples",
+    "smoothed_error",
+    "smoothing_width",
 ]
 
 FORMAT = "vaekit.anomaly-detector/1"
@@ -83,7 +91,10 @@ class VAEDetector(OutlierMixin, BaseEstimator):
     contamination: expected fraction of outliers in the training data, in (0, 0.5]; the
         threshold is the (1 - contamination) quantile of the training scores, or of
         `X_calibration`'s scores when fit gets held-out normal data.
-    score: "recon-error" (default), "recon-prob", "elbo" or "iwae" (see the module docstring),
+    score: "auto" (default: the score that wins on such data in benchmarks/results/
+        anomaly_*.md, `default_score`: smooth-error for images, elbo for tables,
+        latent-knn for objective="infomax"; fitted as `score_`), "recon-error",
+        "smooth-error" (images), "recon-prob", "elbo" or "iwae" (see `vaekit.anomaly_scores`),
         or "latent-knn": the distance of a row's posterior mean to its `neighbors`-th nearest
         training code (`reference_`), which needs no decoder.
     objective: "elbo" trains a VAE; "infomax" an encoder-only model (prior + mutual
@@ -111,7 +122,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
     def __init__(
         self,
         contamination: float = 0.1,
-        score: str = "recon-error",
+        score: str = "auto",
         *,
         objective: str = "elbo",
         neighbors: int = 5,
@@ -170,6 +181,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):
 
         x, kind = _as_array(X, "X")
         event_shape = tuple(int(s) for s in x.shape[1:])
+        if self.score in IMAGE_SCORES:  # refuse before training, not after
+            smoothing_width(event_shape)
         likelihood = self.likelihood or (
             "bernoulli" if kind == "image" and x.min() >= 0 and x.max() <= 1 else "gaussian-learned"
         )
@@ -205,10 +218,11 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         self.model_, self.preprocessor_, self.kind_ = model, pre, kind
         self.event_shape_ = event_shape
         self.n_features_in_ = math.prod(event_shape)
+        self.score_ = self._resolve_score()
         self.reference_ = posterior_means(
             model, xt, batch_size=self.score_batch_size, precision=self.precision
         )
-        if self.score == "latent-knn":  # a training row is not its own neighbour
+        if self.score_ == "latent-knn":  # a training row is not its own neighbour
             self.decision_scores_ = latent_knn_distance(
                 model, xt, self.reference_, k=self.neighbors, exclude_self=True,
                 batch_size=self.score_batch_size, precision=self.precision,
@@ -251,14 +265,19 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             self.threshold_ = float(np.quantile(scores, 1.0 - self.contamination))
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
 
+    def _resolve_score(self) -> str:
+        """The score in use: `score`, or for "auto" `default_score` of the fitted model."""
+        return default_score(self.model_) if self.score == "auto" else self.score
+
     def _check_params(self) -> None:
         c = self.contamination
         if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {c!r}")
-        check_score(self.score)
+        if self.score != "auto":
+            check_score(self.score)
         if self.objective not in ("elbo", "infomax"):
             raise ValueError(f"objective must be elbo or infomax, got {self.objective!r}")
-        if self.objective == "infomax" and self.score not in FEATURE_SCORES:
+        if self.objective == "infomax" and self.score not in ("auto", *FEATURE_SCORES):
             raise ValueError(
                 f"objective='infomax' trains an encoder-only model, which has no decoder for "
                 f"score={self.score!r}; use score='latent-knn'"
@@ -314,7 +333,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         scores = score_samples(
             self.model_,
             xt,
-            self.score,
+            self.score_,
             samples=self.samples,
             batch_size=self.score_batch_size,
             precision=self.precision,
@@ -365,11 +384,12 @@ class VAEDetector(OutlierMixin, BaseEstimator):
 
     def explain(self, X: Any) -> np.ndarray:
         """Per-feature contributions to the score, (n, *event_shape) float64: see
-        `feature_contributions` (recon-error: squared errors; otherwise nats per feature)."""
+        `feature_contributions` (recon-error, smooth-error: squared errors; otherwise nats per
+        feature)."""
         contrib = feature_contributions(
             self.model_,
             self._prepare(X),
-            self.score,
+            self.score_,
             samples=self.samples,
             batch_size=self.score_batch_size,
             precision=self.precision,
@@ -440,6 +460,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         det.decision_scores_ = tensors["decision_scores"].double().numpy()
         if "reference" in tensors:  # files saved before latent-knn have none
             det.reference_ = tensors["reference"].float()
+        det.score_ = det._resolve_score()
         det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int64)
         return det
 

@@ -16,6 +16,7 @@ from vaekit import anomaly, class_plots, plots
 
 UNITS = {
     "recon-error": "squared error of the reconstruction",
+    "smooth-error": "squared error of the smoothed residual",
     "recon-prob": "mean -log p(x|z_l), nats",
     "elbo": "-ELBO, nats",
     "iwae": "-log p(x) (importance sampling), nats",
@@ -29,7 +30,7 @@ def draw_anomaly(
     x: torch.Tensor,
     out_dir: str | Path,
     *,
-    score: str = "recon-error",
+    score: str = "auto",
     contamination: float | None = None,
     threshold: float | None = None,
     n: int = 8,
@@ -37,10 +38,13 @@ def draw_anomaly(
     """Write anomalies.png and anomaly_scores.png into out_dir; returns {name: path}.
 
     run: a `vaekit.runs.Run` trained on normal data; x: (m, *event_shape) prepared like the
-    run's data (`run.data(source)`). The threshold is `threshold`, or the (1 - contamination)
+    run's data (`run.data(source)`). score: a score's name, or "auto" for
+    `anomaly.default_score` (smooth-error for images, elbo for tables, latent-knn for an
+    encoder-only run). The threshold is `threshold`, or the (1 - contamination)
     quantile (contamination 0.1 when neither is given) of the scores of the run's held-out
     normal data (see `anomaly.run_threshold`).
     """
+    score = anomaly.default_score(run.model) if score == "auto" else score
     anomaly.check_score(score)
     # latent-knn compares codes with the training split's (and needs no decoder)
     ref = {"reference": anomaly.run_reference(run)} if score in anomaly.FEATURE_SCORES else {}

@@ -7,11 +7,13 @@ in nats (summed over the data dimensions, as everywhere in vaekit).
     recon-prob     `reconstruction_probability` mean over L draws z_l ~ q(z|x) of -log p(x|z_l)
                                                 (An & Cho, 2015)
     recon-error    `reconstruction_error`       sum over features of (x - E[x|z=mean(q)])^2
+    smooth-error   `smoothed_error`             sum over pixels of (G * (x - E[x|z=mean(q)]))^2,
+                                                G a Gaussian window (images only)
     latent-knn     `latent_knn_distance`        distance from the posterior mean of x to its
                                                 k-th nearest reference code (the posterior
                                                 means of the normal training rows)
 
-The first four decode (SCORES); latent-knn needs only the encoder (FEATURE_SCORES), so it
+The first five decode (SCORES); latent-knn needs only the encoder (FEATURE_SCORES), so it
 also scores with an encoder-only model (objective infomax, `vaekit.infomax`), and it needs the
 reference codes.
 
@@ -19,7 +21,21 @@ reference codes.
 columns make an input abnormal). All score functions take a `vaekit.models.VAE` and x:
 (n, *event_shape) in the model's space (already preprocessed), run batched under no_grad, are
 seeded (the caller's RNG state is untouched) and take precision="bf16" to run the networks in
-bfloat16. The detector over them is `vaekit.anomaly.VAEDetector`.
+bfloat16. The detector over them is `vaekit.anomaly.VAEDetector`; `default_score` says
+which score it takes unless told.
+
+Why smooth the residual (smooth-error). A digit the model knows is reconstructed with its
+strokes a little off: the residual x - x_hat is thin pairs of + and - along the edges, which a
+window of about a stroke's width averages away. A digit it does not know leaves whole strokes
+missing or extra: blobs of one sign, which survive the window. So the squared error of the
+smoothed residual, r^T G^T G r, weighs the coarse part of the residual; the plain squared
+error, r^T r, counts the edge noise alike. The window is a Gaussian of std side / 28 pixels
+along each image axis (1 pixel on MNIST's 28 x 28, a third of a stroke; 0.29 on the 8 x 8
+digits, where it changes little). Measured with the default detector on the one-class
+benchmark (benchmarks/results/anomaly_smoothing.md), mean AUROC on MNIST test-set data:
+recon-error 0.966, smooth-error 0.973 (seed 1: 0.967 and 0.975); the width was chosen inside the
+training split (0.75-1 pixel best of 0.5-2), and the test split agrees. On the digits both give
+0.990: the window matters where images have pixels finer than their strokes.
 """
 
 from __future__ import annotations
@@ -34,9 +50,11 @@ from vaekit.devices import device_of, fork_rng
 from vaekit.models import VAE, networks_in
 from vaekit.objectives import elbo_terms, log_likelihood
 
-SCORES = ("elbo", "iwae", "recon-prob", "recon-error")  # each decodes
+SCORES = ("elbo", "iwae", "recon-prob", "recon-error", "smooth-error")  # each decodes
+IMAGE_SCORES = ("smooth-error",)  # smooths over neighbouring pixels: images only
 FEATURE_SCORES = ("latent-knn",)  # the encoder's features only
-DEFAULT_SAMPLES = {"elbo": 10, "iwae": 100, "recon-prob": 10, "recon-error": 1}
+DEFAULT_SAMPLES = {"elbo": 10, "iwae": 100, "recon-prob": 10, "recon-error": 1, "smooth-error": 1}
+SMOOTHING_SIDE = 28  # smooth-error's window: std = image side / 28 pixels (1 pixel on MNIST)
 DEFAULT_NEIGHBORS = 5  # k of latent-knn, as PyOD's KNN detector
 
 
@@ -149,6 +167,11 @@ def reconstruction_probability(
     )
 
 
+def _residual(model: VAE, xb: torch.Tensor) -> torch.Tensor:
+    """x - E[x | z = mean of q(z|x)] for a batch: (b, *event_shape)."""
+    return xb - model.likelihood.mean(model.decoder_params(model.posterior(xb).mean))
+
+
 def reconstruction_error(
     model: VAE,
     x: torch.Tensor,
@@ -160,12 +183,72 @@ def reconstruction_error(
     """Squared error of the decoded posterior mean, (n,): sum over features of
     (x - E[x | z = mean of q(z|x)])^2, in squared units of x as the model sees it (pixel
     intensities for images in [0, 1]; standardised units for tables). Not a density."""
+    return _batched(
+        model, x, lambda xb: _residual(model, xb).pow(2).flatten(1).sum(1),
+        batch_size=batch_size, precision=precision, seed=seed,
+    )
 
-    def one(xb: torch.Tensor) -> torch.Tensor:
-        x_hat = model.likelihood.mean(model.decoder_params(model.posterior(xb).mean))
-        return (xb - x_hat).pow(2).flatten(1).sum(1)
 
-    return _batched(model, x, one, batch_size=batch_size, precision=precision, seed=seed)
+def smoothing_width(event_shape: tuple[int, ...]) -> tuple[float, float]:
+    """smooth-error's window for images of event_shape (C, H, W): the Gaussian's std in pixels
+    along (H, W), each side / `SMOOTHING_SIDE` (see the module docstring). Refuses other
+    shapes (a table's columns have no neighbours to smooth over)."""
+    if len(event_shape) != 3:
+        raise ValueError(
+            f"smooth-error smooths over neighbouring pixels, so it needs images; this model's "
+            f"inputs have shape {tuple(event_shape)}: use recon-error"
+        )
+    return event_shape[1] / SMOOTHING_SIDE, event_shape[2] / SMOOTHING_SIDE
+
+
+def gaussian_smooth(r: torch.Tensor, width: tuple[float, float]) -> torch.Tensor:
+    """r: (n, C, H, W) convolved per channel with a normalised Gaussian window of std `width`
+    pixels along (H, W) (zeros outside the image), same shape. Separable: one 1-D pass per
+    axis, each window cut at 3 std."""
+    c = r.shape[1]
+    for axis, w in ((2, float(width[0])), (3, float(width[1]))):
+        if w <= 0:
+            continue
+        radius = max(1, math.ceil(3 * w))
+        t = torch.arange(-radius, radius + 1, dtype=r.dtype, device=r.device)
+        k = torch.exp(-0.5 * (t / w) ** 2)
+        k = (k / k.sum()).view(1, 1, -1, 1).repeat(c, 1, 1, 1)  # (C, 1, 2 radius + 1, 1)
+        if axis == 2:
+            r = torch.nn.functional.conv2d(r, k, padding=(radius, 0), groups=c)
+        else:
+            r = torch.nn.functional.conv2d(r, k.transpose(2, 3), padding=(0, radius), groups=c)
+    return r
+
+
+def smoothed_error(
+    model: VAE,
+    x: torch.Tensor,
+    *,
+    width: tuple[float, float] | None = None,
+    batch_size: int = 512,
+    precision: str = "fp32",
+    seed: int = 0,
+) -> torch.Tensor:
+    """Squared error of the smoothed residual, (n,): sum over pixels of (G * (x - E[x | z =
+    mean of q(z|x)]))^2, G a Gaussian window of std `width` pixels along (H, W) (None:
+    `smoothing_width`, side / 28). Images (C, H, W) only; squared pixel units. Not a density.
+    Why it beats recon-error on MNIST: the module docstring."""
+    width = smoothing_width(model.config.event_shape) if width is None else width
+    return _batched(
+        model, x, lambda xb: gaussian_smooth(_residual(model, xb), width).pow(2).flatten(1).sum(1),
+        batch_size=batch_size, precision=precision, seed=seed,
+    )
+
+
+def default_score(model: VAE) -> str:
+    """The score `VAEDetector(score="auto")` and `vaekit score` take unless told: the one that
+    wins on this kind of data in benchmarks/results/anomaly_*.md. smooth-error for images
+    (MNIST: 0.973 against recon-error's 0.966), elbo for tables (breast cancer: 0.963 / AP 0.940
+    against recon-error's 0.960 / 0.937), latent-knn for an encoder-only model (the only one it
+    has)."""
+    if not model.has_decoder:
+        return "latent-knn"
+    return "smooth-error" if len(model.config.event_shape) == 3 else "elbo"
 
 
 def posterior_means(
@@ -248,6 +331,8 @@ def score_samples(
         return neg_log_likelihood(model, x, k=s, **common)
     if score == "recon-prob":
         return reconstruction_probability(model, x, samples=s, **common)
+    if score == "smooth-error":
+        return smoothed_error(model, x, **common)
     return reconstruction_error(model, x, **common)
 
 
@@ -342,6 +427,8 @@ def feature_contributions(
     """Per-feature parts of a score, (n, *event_shape): which pixels or columns make x abnormal.
 
     recon-error: (x_d - E[x_d | z = mean])^2 (sums to the score exactly).
+    smooth-error: (G * (x - E[x | z = mean]))_d^2, the smoothed residual's square at pixel d
+    (sums to the score exactly).
     recon-prob, elbo, iwae: mean over L draws z_l ~ q(z|x) of -log p(x_d | z_l), nats per
     feature (sums to the recon-prob score; for elbo and iwae it is their reconstruction part:
     the KL term belongs to no single feature).
@@ -350,13 +437,18 @@ def feature_contributions(
     if score in FEATURE_SCORES:
         raise ValueError(
             f"{score} is a distance between codes and belongs to no single feature; explain "
-            "with a score that decodes (recon-error, recon-prob, elbo, iwae)"
+            "with a score that decodes (recon-error, smooth-error, recon-prob, elbo, iwae)"
         )
     if score == "recon-error":
 
         def one(xb: torch.Tensor) -> torch.Tensor:
-            x_hat = model.likelihood.mean(model.decoder_params(model.posterior(xb).mean))
-            return (xb - x_hat).pow(2)
+            return _residual(model, xb).pow(2)
+
+    elif score == "smooth-error":
+        width = smoothing_width(model.config.event_shape)
+
+        def one(xb: torch.Tensor) -> torch.Tensor:
+            return gaussian_smooth(_residual(model, xb), width).pow(2)
 
     else:
         s = DEFAULT_SAMPLES["recon-prob"] if samples is None or score == "iwae" else int(samples)

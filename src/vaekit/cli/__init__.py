@@ -262,9 +262,10 @@ def build_parser() -> Parser:
     )
     p.add_argument(
         "--score",
-        default="recon-error",
-        help="anomaly score with --data: elbo, iwae, recon-prob, recon-error, or latent-knn (no "
-        "decoder needed: an encoder-only run's score) [recon-error]",
+        default="auto",
+        help="anomaly score with --data: elbo, iwae, recon-prob, recon-error, smooth-error "
+        "(images), or latent-knn (no decoder needed: an encoder-only run's score) [auto: "
+        "smooth-error for images, elbo for tables, latent-knn for an encoder-only run]",
     )
     t = p.add_mutually_exclusive_group()
     t.add_argument("--contamination", type=float, help="with --data: the expected outlier share")

@@ -16,13 +16,18 @@ NAME = "score"
 EPILOG = """examples:
   vaekit train --data normal.csv --standardize --likelihood gaussian-learned --out runs/normal
   vaekit score runs/normal --data new.csv --out scores.csv --contamination 0.05
-  vaekit score runs/mnist --data ../shared/data/mnist --out scores.csv --score elbo --explain 10
+  vaekit score runs/mnist --data ../shared/data/mnist --out scores.csv --explain 10
+  vaekit score runs/mnist --data ../shared/data/mnist --out scores.csv --score elbo
   vaekit score runs/normal --data new.csv --out scores.csv --threshold 42.5
   vaekit train --data normal.npz --objective infomax --out runs/codes   # encoder only
   vaekit score runs/codes --data new.npz --out scores.csv --score latent-knn
 
 scores (each per input; higher = more abnormal):
+  auto         the default: smooth-error for images, elbo for tables, latent-knn for an
+               encoder-only run (the scores that win in benchmarks/results/anomaly_*.md)
   recon-error  squared error of the decoded posterior mean (data units as the model sees them)
+  smooth-error squared error of the residual smoothed by a Gaussian of std side/28 pixels
+               (images only): stroke-sized blobs count, edge noise averages away
   recon-prob   mean over L posterior draws of -log p(x|z_l), nats (An & Cho 2015)
   elbo         -ELBO, nats
   iwae         -log p(x) by importance sampling with K draws, nats
@@ -34,7 +39,8 @@ The threshold is --threshold, or the (1 - contamination) quantile of the scores 
 held-out normal data (its validation split; its training split when it has none).
 --out gets one row per input: index (0-based row of --data), score, is_outlier (1/0).
 --explain N also writes OUT_explain.csv: the N highest-scoring inputs, one column per
-feature holding its part of the score (squared error, or nats for the other scores)."""
+feature holding its part of the score (squared error for recon-error and smooth-error,
+nats for the others)."""
 
 
 def add_parser(sub: Any) -> None:
@@ -50,9 +56,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", type=Path, required=True, help="FILE.csv: index, score, is_outlier")
     p.add_argument(
         "--score",
-        default="recon-error",
-        choices=["recon-error", "recon-prob", "elbo", "iwae", "latent-knn"],
-        help="[recon-error]",
+        default="auto",
+        choices=["auto", "recon-error", "smooth-error", "recon-prob", "elbo", "iwae", "latent-knn"],
+        help="[auto: smooth-error for images, elbo for tables]",
     )
     g = p.add_mutually_exclusive_group()
     g.add_argument(
@@ -100,26 +106,29 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--samples must be >= 1, got {args.samples}")
     if args.neighbors < 1:
         raise UserError(f"--neighbors must be >= 1, got {args.neighbors}")
-    if args.explain and args.score in anomaly.FEATURE_SCORES:
-        raise UserError(
-            f"--explain splits a score over the input's features; {args.score} is a distance "
-            "between codes: explain with --score recon-error (a run with a decoder)"
-        )
     check_out(args.out, (".csv",), args.force)
     if args.explain:
         check_out(explain_path(args.out), (".csv",), args.force)
 
     run = Run.load(args.run, device=args.device)
+    score = anomaly.default_score(run.model) if args.score == "auto" else args.score
+    if args.explain and score in anomaly.FEATURE_SCORES:
+        raise UserError(
+            f"--explain splits a score over the input's features; {score} is a distance "
+            "between codes: explain with --score recon-error (a run with a decoder)"
+        )
+    if score in anomaly.IMAGE_SCORES:  # a table's run: say so before reading the data
+        anomaly.smoothing_width(run.model.config.event_shape)
     x, _ = run.data(args.data)
     opts: dict[str, Any] = {"samples": args.samples, "precision": args.precision, "seed": args.seed}
-    if args.score in anomaly.FEATURE_SCORES:
+    if score in anomaly.FEATURE_SCORES:
         opts["reference"] = anomaly.run_reference(run, args.precision)
         opts["neighbors"] = args.neighbors
-    scores = anomaly.score_samples(run.model, x, args.score, **opts).double().numpy()
+    scores = anomaly.score_samples(run.model, x, score, **opts).double().numpy()
     if args.threshold is not None:
         threshold, how = args.threshold, "--threshold"
     else:
-        threshold, split = anomaly.run_threshold(run, args.score, contamination, **opts)
+        threshold, split = anomaly.run_threshold(run, score, contamination, **opts)
         how = f"the run's {split} split at contamination {contamination:g}"
     flagged = scores > threshold
 
@@ -132,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     if args.explain:
         top = np.argsort(-scores, kind="stable")[: args.explain]
         opts = {k: opts[k] for k in ("samples", "precision", "seed")}
-        contrib = anomaly.feature_contributions(run.model, x[top], args.score, **opts)
+        contrib = anomaly.feature_contributions(run.model, x[top], score, **opts)
         contrib = contrib.flatten(1).double().numpy()
         names = feature_names(args.data, run, contrib.shape[1])
         explain = io.StringIO()
@@ -144,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     write_atomic(args.out, lambda f: f.write_text(table.getvalue()))
     print(
         f"wrote {args.out}: {len(scores)} inputs, {int(flagged.sum())} flagged as outliers "
-        f"({args.score} > {threshold:.6g}, threshold from {how})"
+        f"({score} > {threshold:.6g}, threshold from {how})"
     )
     if explain is not None:
         path = explain_path(args.out)
