@@ -111,8 +111,9 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         of epochs, a few hundred table rows overfit a learned sigma after a few dozen).
     batch_size, lr: training with `vaekit.train.fit` (Adam).
     precision: "fp32" or "bf16" (networks in bfloat16, in training and scoring): faster only
-        where bf16 matmuls are (CPUs with AMX, GPUs); 12x slower on an AMD EPYC without AMX
-        (benchmarks/results/anomaly_mnist_speed_bf16.md).
+        where bf16 matmuls are (CPUs with AMX, GPUs): 1.41x fp32 on an AMX Xeon, same AUROC
+        (benchmarks/results/anomaly_mnist_speed_bf16_amx.md); 12x slower on an AMD EPYC
+        without AMX (anomaly_mnist_speed_bf16.md).
     random_state: seed of initialisation, training and the scores' posterior draws.
     device: where the VAE trains and scores ("auto": a CUDA GPU, else MPS, else the CPU; see
         vaekit.devices); scores come back as NumPy arrays either way, and a saved detector
