@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,3 +16,15 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny one-epoch run on the digits (images), trained through the CLI; tests only read it."""
+    from vaekit.cli import main
+
+    run = tmp_path_factory.mktemp("digits") / "run"
+    rc = main(["train", "--data", "digits", "--out", str(run), "--hidden", "16", "--latent-dim",
+               "2", "--epochs", "1", "--quiet", "--no-pictures", "--k", "2"])
+    assert rc == 0
+    return run

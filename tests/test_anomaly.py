@@ -417,14 +417,9 @@ def test_score_explain_writes_the_top_inputs_per_feature(
         assert parts == pytest.approx(scores[int(r["index"])], rel=1e-4)
 
 
-def test_score_on_images_names_pixels(tmp_path: Path, capsys) -> None:
-    rc, _, err = cli(
-        capsys, "train", "--data", "digits", "--out", tmp_path / "run", "--hidden", "16",
-        "--latent-dim", "2", "--epochs", "1", "--quiet", "--no-pictures", "--k", "2",
-    )
-    assert rc == 0, err
+def test_score_on_images_names_pixels(digits_run: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "s.csv"
-    rc, _, err = cli(capsys, "score", tmp_path / "run", "--data", "digits", "--out", out,
+    rc, _, err = cli(capsys, "score", digits_run, "--data", "digits", "--out", out,
                      "--score", "recon-prob", "--explain", 2, "--threshold", 1e9)
     assert rc == 0, err
     assert len(read_rows(out)) == 1797

@@ -110,15 +110,10 @@ def test_smooth_error_on_a_table_is_refused_before_training() -> None:
 
 
 def test_score_command_takes_smooth_error_on_images_and_refuses_it_on_tables(
-    tmp_path: Path, capsys
+    digits_run: Path, tmp_path: Path, capsys
 ) -> None:
-    rc, _, err = cli(
-        capsys, "train", "--data", "digits", "--out", tmp_path / "run", "--hidden", "16",
-        "--latent-dim", "2", "--epochs", "1", "--quiet", "--no-pictures", "--k", "2",
-    )
-    assert rc == 0, err
     out = tmp_path / "s.csv"
-    rc, stdout, err = cli(capsys, "score", tmp_path / "run", "--data", "digits", "--out", out,
+    rc, stdout, err = cli(capsys, "score", digits_run, "--data", "digits", "--out", out,
                           "--explain", 3)
     assert rc == 0, err
     assert "smooth-error >" in stdout  # "auto" on an image run
