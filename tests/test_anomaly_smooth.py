@@ -135,3 +135,19 @@ def test_score_command_takes_smooth_error_on_images_and_refuses_it_on_tables(
                      "--score", "smooth-error")
     assert rc != 0 and "needs images" in err and len(err.strip().splitlines()) == 1
     assert not bad.exists()
+
+
+def test_flat_images_get_a_hint_to_reshape() -> None:
+    """(n, 64) rows in [0, 1] are a table to the detector; it says how to get the image path."""
+    from sklearn.datasets import load_digits
+
+    flat = (load_digits().data[:60] / 16.0).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"pass X.reshape\(-1, 8, 8\)"):
+        det = VAEDetector(**dict(FAST, epochs=1)).fit(flat)
+    assert det.kind_ == "tabular"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # neither images nor an ordinary table warn
+        VAEDetector(**dict(FAST, epochs=1)).fit(flat.reshape(-1, 8, 8))
+        VAEDetector(**dict(FAST, epochs=1)).fit(planted()[0])
