@@ -75,8 +75,8 @@ Units: `Loss.distortion` holds minus the MI estimate in nats (the decoder-free a
 Cost: the critic is separable, T(x, z) = (A x) . g(z) / sqrt(critic_dim), A one linear layer
 and g a small MLP of z: one (B, k) x (k, B) matrix product scores all B^2 pairs, so a step costs
 the encoder plus one narrow layer over x instead of the encoder plus a full decoder and its
-likelihood (MNIST, one thread: 1.60x the VAE's samples/s; the 8x8 digits: 1.44x, where fixed
-per-step costs weigh more in such small networks).
+likelihood (MNIST, one thread: 1.59x the VAE's samples/s; the 8x8 digits: 1.26-1.44x, where
+fixed per-step costs weigh more in such small networks).
 
 The recipe (the defaults; benchmarks/results/infomax_{digits,mnist}.md, latent 16, encoder
 D-512-256, batch 128, beta 1): InfoNCE, mi_weight 200, critic_noise 0.2, critic_dim 64,
