@@ -36,6 +36,7 @@ from vaekit.anomaly_scores import (
     posterior_means,
     reconstruction_error,
     reconstruction_probability,
+    resolve_score,
     run_reference,
     run_threshold,
     score_samples,
@@ -60,6 +61,7 @@ __all__ = [
     "posterior_means",
     "reconstruction_error",
     "reconstruction_probability",
+    "resolve_score",
     "run_reference",
     "run_threshold",
     "score_samples",
@@ -221,7 +223,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         self.model_, self.preprocessor_, self.kind_ = model, pre, kind
         self.event_shape_ = event_shape
         self.n_features_in_ = math.prod(event_shape)
-        self.score_ = self._resolve_score()
+        self.score_ = resolve_score(self.score, model)
         self.reference_ = posterior_means(
             model, xt, batch_size=self.score_batch_size, precision=self.precision
         )
@@ -267,10 +269,6 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         else:
             self.threshold_ = float(np.quantile(scores, 1.0 - self.contamination))
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
-
-    def _resolve_score(self) -> str:
-        """The score in use: `score`, or for "auto" `default_score` of the fitted model."""
-        return default_score(self.model_) if self.score == "auto" else self.score
 
     def _check_params(self) -> None:
         c = self.contamination
@@ -463,7 +461,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         det.decision_scores_ = tensors["decision_scores"].double().numpy()
         if "reference" in tensors:  # files saved before latent-knn have none
             det.reference_ = tensors["reference"].float()
-        det.score_ = det._resolve_score()
+        det.score_ = resolve_score(det.score, model)
         det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int64)
         return det
 

@@ -44,8 +44,7 @@ def draw_anomaly(
     quantile (contamination 0.1 when neither is given) of the scores of the run's held-out
     normal data (see `anomaly.run_threshold`).
     """
-    score = anomaly.default_score(run.model) if score == "auto" else score
-    anomaly.check_score(score)
+    score = anomaly.resolve_score(score, run.model)
     # latent-knn compares codes with the training split's (and needs no decoder)
     ref = {"reference": anomaly.run_reference(run)} if score in anomaly.FEATURE_SCORES else {}
     if threshold is None:

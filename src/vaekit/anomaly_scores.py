@@ -251,6 +251,14 @@ def default_score(model: VAE) -> str:
     return "smooth-error" if len(model.config.event_shape) == 3 else "elbo"
 
 
+def resolve_score(score: str, model: VAE) -> str:
+    """`score` checked, with "auto" replaced by `default_score(model)`."""
+    if score == "auto":
+        return default_score(model)
+    check_score(score)
+    return score
+
+
 def posterior_means(
     model: VAE, x: torch.Tensor, *, batch_size: int = 512, precision: str = "fp32"
 ) -> torch.Tensor:

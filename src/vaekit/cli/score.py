@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         check_out(explain_path(args.out), (".csv",), args.force)
 
     run = Run.load(args.run, device=args.device)
-    score = anomaly.default_score(run.model) if args.score == "auto" else args.score
+    score = anomaly.resolve_score(args.score, run.model)
     if args.explain and score in anomaly.FEATURE_SCORES:
         raise UserError(
             f"--explain splits a score over the input's features; {score} is a distance "
