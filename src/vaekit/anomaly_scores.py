@@ -255,7 +255,9 @@ def resolve_score(score: str, model: VAE) -> str:
     """`score` checked, with "auto" replaced by `default_score(model)`."""
     if score == "auto":
         return default_score(model)
-    check_score(score)
+    if score not in (*SCORES, *FEATURE_SCORES):
+        names = ", ".join(("auto", *SCORES, *FEATURE_SCORES))
+        raise ValueError(f"unknown score {score!r}; choose one of {names}")
     return score
 
 
