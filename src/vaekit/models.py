@@ -359,6 +359,43 @@ def as_labels(
 
 
 PRECISIONS = ("fp32", "bf16")
+# bf16 pays on an AMX CPU only where matmuls dominate a step: a network of this many weights
+# or more (one thread, batch 128, a step's time fp32 / bf16: MLPs of 1.08M-7.4M weights
+# 1.08-1.97x, of 10k-477k 0.56-1.21x; benchmarks/results/precision_sweep.md).
+BF16_MIN_WEIGHTS = 500_000
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` runs bf16 matmuls natively: a CPU with AMX tiles (Intel Sapphire Rapids
+    and later). False elsewhere, GPUs included: bf16 on a GPU is not measured here."""
+    if device.type != "cpu":
+        return False
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x
+    try:
+        return bool(amx()) if amx is not None else False
+    except (RuntimeError, AttributeError):
+        return False
+
+
+def resolve_precision(precision: str, model: VAE, device: torch.device) -> str:
+    """Precision "auto" -> "bf16" where it trains this model faster than fp32, else "fp32";
+    "fp32" and "bf16" stay as they are.
+
+    bf16 is faster where the hardware runs its matmuls natively (`native_bf16`) and they are
+    most of a step: an MLP of at least BF16_MIN_WEIGHTS weights. Measured on an AMX Xeon, one
+    thread, fit of VAEDetector's defaults: the MNIST MLP (784-512-256-16, 1.08M weights)
+    1.25-1.41x as fast as fp32 (benchmarks/results/anomaly_mnist_speed_auto.md); the digits'
+    (64-512-256-16, 342k) and a table's (30-64-32-8, 10k) slower in bf16, the per-step weight
+    and gradient copies costing more than their small matmuls save. On a CPU without AMX
+    bf16 was 12x slower; GPUs and conv nets are not measured: fp32 there.
+    """
+    if precision != "auto":
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not one of auto, {', '.join(PRECISIONS)}")
+        return precision
+    weights = sum(p.numel() for p in model.parameters())
+    big = model.config.arch == "mlp" and weights >= BF16_MIN_WEIGHTS
+    return "bf16" if big and native_bf16(device) else "fp32"
 
 
 @contextlib.contextmanager
