@@ -44,9 +44,9 @@ from vaekit.anomaly_scores import (
     smoothing_width,
 )
 from vaekit.config import ConfigError, ModelConfig, TrainConfig, from_dict, to_dict
-from vaekit.devices import device_of
+from vaekit.devices import device_of, resolve_device
 from vaekit.io import CheckpointError, load_tensors, save_tensors
-from vaekit.models import VAE, load_state
+from vaekit.models import PRECISIONS, VAE, load_state, resolve_precision
 
 __all__ = [
     "FEATURE_SCORES",
@@ -112,10 +112,14 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         benchmarks/results/anomaly_*.md: ~800 images per class keep improving for hundreds
         of epochs, a few hundred table rows overfit a learned sigma after a few dozen).
     batch_size, lr: training with `vaekit.train.fit` (Adam).
-    precision: "fp32" or "bf16" (networks in bfloat16, in training and scoring): faster only
-        where bf16 matmuls are (CPUs with AMX, GPUs): 1.41x fp32 on an AMX Xeon, same AUROC
-        (benchmarks/results/anomaly_mnist_speed_bf16_amx.md); 12x slower on an AMD EPYC
-        without AMX (anomaly_mnist_speed_bf16.md).
+    precision: "auto" (default) trains in bf16 where that is faster (a CPU with AMX and an
+        MLP of 500k weights or more, `vaekit.models.resolve_precision`: the MNIST-sized image
+        defaults on such a CPU, 1.25-1.41x fp32 with the same AUROC, benchmarks/results/
+        anomaly_mnist_speed_auto.md), else in fp32, and always scores in fp32, so a saved
+        detector's scores and threshold mean the same on every machine; fitted as
+        `precision_` (the training precision used). "fp32": fp32 throughout, whatever the
+        hardware. "bf16": networks in bfloat16 in training and scoring (12x slower than fp32
+        on an AMD EPYC without AMX, anomaly_mnist_speed_bf16.md).
     random_state: seed of initialisation, training and the scores' posterior draws.
     device: where the VAE trains and scores ("auto": a CUDA GPU, else MPS, else the CPU; see
         vaekit.devices); scores come back as NumPy arrays either way, and a saved detector
@@ -141,7 +145,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         beta: float | None = None,
         batch_size: int = 128,
         lr: float = 1e-3,
-        precision: str = "fp32",
+        precision: str = "auto",
         score_batch_size: int = 256,
         random_state: int = 0,
         verbose: bool = False,
@@ -208,13 +212,14 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         )
         torch.manual_seed(self.random_state)
         model = VAE.from_config(config)
+        self.precision_ = resolve_precision(self.precision, model, resolve_device(self.device))
         train_cfg = TrainConfig(
             epochs=auto["epochs"],
             beta=auto["beta"],
             batch_size=self.batch_size,
             lr=self.lr,
             seed=self.random_state,
-            precision=self.precision,
+            precision=self.precision_,
             objective=self.objective,
         )
         self.history_ = fit(
@@ -225,12 +230,12 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         self.n_features_in_ = math.prod(event_shape)
         self.score_ = resolve_score(self.score, model)
         self.reference_ = posterior_means(
-            model, xt, batch_size=self.score_batch_size, precision=self.precision
+            model, xt, batch_size=self.score_batch_size, precision=self.scoring_precision
         )
         if self.score_ == "latent-knn":  # a training row is not its own neighbour
             self.decision_scores_ = latent_knn_distance(
                 model, xt, self.reference_, k=self.neighbors, exclude_self=True,
-                batch_size=self.score_batch_size, precision=self.precision,
+                batch_size=self.score_batch_size, precision=self.scoring_precision,
             ).double().numpy()
         else:
             self.decision_scores_ = self._score_model_space(xt)
@@ -290,8 +295,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             raise ValueError(f"threshold must be a finite number, got {self.threshold!r}")
         if self.samples is not None:
             check_samples(self.samples)
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.precision not in ("auto", *PRECISIONS):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.likelihood not in (None, "bernoulli", "gaussian", "gaussian-learned"):
             raise ValueError(
                 f"likelihood must be bernoulli, gaussian or gaussian-learned, got "
@@ -305,6 +310,12 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             raise NotFittedError("this VAEDetector is not fitted yet; call fit(X) first")
 
     # --- scoring ------------------------------------------------------------------------------
+
+    @property
+    def scoring_precision(self) -> str:
+        """The precision scores are computed in: fp32 under "auto" (whatever trained the
+        weights), else `precision` as given."""
+        return "fp32" if self.precision == "auto" else self.precision
 
     def _prepare(self, X: Any) -> torch.Tensor:
         """X in data space -> model-space tensor (n, *event_shape), checked against the fit."""
@@ -337,7 +348,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             self.score_,
             samples=self.samples,
             batch_size=self.score_batch_size,
-            precision=self.precision,
+            precision=self.scoring_precision,
             seed=self.random_state,
             reference=getattr(self, "reference_", None),
             neighbors=self.neighbors,
@@ -393,7 +404,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             self.score_,
             samples=self.samples,
             batch_size=self.score_batch_size,
-            precision=self.precision,
+            precision=self.scoring_precision,
             seed=self.random_state,
         )
         return contrib.double().numpy()
@@ -423,6 +434,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             "preprocessor": self.preprocessor_.to_dict(),
             "kind": self.kind_,
             "threshold": self.threshold_,
+            "precision": self.precision_,
         }
         save_tensors(Path(path), tensors, meta)
 
@@ -450,6 +462,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             det.preprocessor_ = Preprocessor.from_dict(meta["preprocessor"])
             det.kind_ = str(meta["kind"])
             det.threshold_ = float(meta["threshold"])
+            # files saved before precision="auto" trained in the precision they name
+            det.precision_ = str(meta.get("precision", det.precision))
         except (KeyError, TypeError, ConfigError, DataError) as e:
             raise CheckpointError(f"{path}: damaged detector file: {e}") from None
         model = VAE.from_config(config)
