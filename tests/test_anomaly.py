@@ -209,6 +209,64 @@ def test_sklearn_get_params_set_params_clone(fitted: VAEDetector) -> None:
     assert twin.score == "elbo" and fitted.score == "auto"
 
 
+# check_estimator: the checks that cannot pass by design, and why.
+PYOD_LABELS = (
+    "PyOD's conventions, which VAEDetector follows: predict and fit_predict give 1 = outlier, "
+    "0 = inlier (scikit-learn's detectors -1 / 1), decision_function is higher = more abnormal"
+)
+SCORE_PARAMETER = (
+    "the `score` parameter (which anomaly score, as PyOD users name it) shadows scikit-learn's "
+    "`score` method, which this check calls"
+)
+EXPECTED_FAILED_CHECKS = {
+    "check_outliers_train": PYOD_LABELS,
+    "check_outliers_fit_predict": PYOD_LABELS,
+    "check_fit_score_takes_y": SCORE_PARAMETER,
+    "check_pipeline_consistency": SCORE_PARAMETER,
+    "check_n_features_in_after_fitting": SCORE_PARAMETER
+    + " (its other methods: test_wrong_column_count_is_refused_by_every_method)",
+    "check_methods_subset_invariance": "float32 networks: a row scored alone and in a batch "
+    "agree to float32 rounding (a few 1e-7 relative), not to the check's 1e-7 "
+    "(test_a_rows_score_does_not_depend_on_its_batch checks it at float32 tolerance)",
+}
+
+
+def test_check_estimator() -> None:
+    from sklearn.utils.estimator_checks import check_estimator
+
+    small = VAEDetector(hidden=(16,), latent_dim=2, epochs=5, batch_size=32)
+    check_estimator(small, expected_failed_checks=EXPECTED_FAILED_CHECKS)
+
+
+@pytest.mark.parametrize("score", TABLE_SCORES)
+def test_a_rows_score_does_not_depend_on_its_batch(
+    fitted: VAEDetector, table: tuple[np.ndarray, np.ndarray], score: str
+) -> None:
+    """The Monte Carlo scores draw common random numbers: the same row gets the same score
+    alone, in a batch, at another position or with another batch size."""
+    x, _ = table
+    x = x[:40]
+    xt = torch.from_numpy(fitted.preprocessor_.transform(x))
+    batch = anomaly.score_samples(fitted.model_, xt, score, samples=5)
+    alone = torch.cat([anomaly.score_samples(fitted.model_, r[None], score, samples=5) for r in xt])
+    order = torch.randperm(len(xt), generator=torch.Generator().manual_seed(0))
+    shuffled = anomaly.score_samples(fitted.model_, xt[order], score, samples=5, batch_size=7)
+    torch.testing.assert_close(alone, batch, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shuffled, batch[order], rtol=1e-5, atol=1e-5)
+
+
+def test_common_noise_is_one_stream_however_it_is_drawn() -> None:
+    from vaekit.priors import CommonNoise, DiagonalGaussian
+
+    whole = CommonNoise(3, 4).eps(0, 150)
+    parts = CommonNoise(3, 4)
+    assert torch.equal(torch.cat([parts.eps(0, 30), parts.eps(30, 120)]), whole)
+    assert not torch.equal(CommonNoise(4, 4).eps(0, 150), whole)
+    q = DiagonalGaussian(torch.randn(5, 4), torch.randn(5, 4), CommonNoise(3, 4))
+    z = torch.cat([q.rsample(2), q.rsample(3)])  # successive draws continue the stream
+    torch.testing.assert_close(z, q.mean + q.std * whole[:5, None, :])
+
+
 def test_init_only_stores_arguments() -> None:
     det = VAEDetector(contamination=7, score="nonsense")  # validated in fit, not here
     assert det.contamination == 7 and det.score == "nonsense"
@@ -284,9 +342,46 @@ def test_nan_rows_are_refused(fitted: VAEDetector) -> None:
         VAEDetector().fit(x)
 
 
-def test_wrong_column_count_is_refused(fitted: VAEDetector) -> None:
-    with pytest.raises(ValueError, match=f"X has 5 columns but the detector was fitted on {D}"):
-        fitted.predict(np.zeros((4, 5)))
+@pytest.mark.parametrize(
+    "method", ["predict", "decision_function", "score_samples", "predict_proba", "explain"]
+)
+def test_wrong_column_count_is_refused_by_every_method(fitted: VAEDetector, method: str) -> None:
+    """(scikit-learn's check_n_features_in_after_fitting stops at the `score` parameter, which
+    shadows its `score` method: this is the rest of that check.)"""
+    assert fitted.n_features_in_ == D
+    expected = f"X has 5 features, but VAEDetector is expecting {D} features"
+    with pytest.raises(ValueError, match=expected) as e:
+        getattr(fitted, method)(np.zeros((4, 5)))
+    one_line(e)
+
+
+@pytest.mark.parametrize(
+    ("x", "error", "message"),
+    [
+        (np.zeros((4, 0)), ValueError, r"0 feature\(s\) \(shape=\(4, 0\)\)"),
+        (np.zeros(5), ValueError, r"Reshape your data: X.reshape\(1, -1\) for a single row"),
+        (np.zeros((4, 3), complex), ValueError, "Complex data not supported"),
+        (np.array([[1.0, {"a": 1}], [2.0, 3.0]], dtype=object), TypeError, "not numbers"),
+    ],
+)
+def test_malformed_arrays_are_refused_in_one_line(
+    x: np.ndarray, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message) as e:
+        VAEDetector(epochs=1).fit(x)
+    one_line(e)
+
+
+def test_sparse_input_is_refused_and_numbers_as_objects_are_read() -> None:
+    import scipy.sparse
+
+    x, _ = planted()
+    with pytest.raises(ValueError, match=r"sparse data is not supported: use \.toarray\(\)") as e:
+        VAEDetector(epochs=1).fit(scipy.sparse.csr_matrix(x))
+    one_line(e)
+    det = VAEDetector(epochs=1, **{k: v for k, v in FAST.items() if k != "epochs"})
+    as_objects = det.fit(x.astype(object)).decision_function(x.astype(object))
+    assert np.array_equal(as_objects, det.decision_function(x))
 
 
 def test_text_is_refused(tmp_path: Path) -> None:

@@ -324,8 +324,9 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         if tuple(x.shape[1:]) != self.event_shape_:
             if x.ndim == 2 and len(self.event_shape_) == 1:
                 raise ValueError(
-                    f"X has {x.shape[1]} columns but the detector was fitted on "
-                    f"{self.event_shape_[0]}; give the same columns in the same order"
+                    f"X has {x.shape[1]} features, but VAEDetector is expecting "
+                    f"{self.event_shape_[0]} features as input; give the columns of the "
+                    "training data, in the same order"
                 )
             if math.prod(x.shape[1:]) != self.n_features_in_:
                 raise ValueError(
@@ -510,6 +511,10 @@ def _as_array(X: Any, name: str) -> tuple[np.ndarray, str]:
 
         ds = load_source(str(X))
         return ds.x, ds.kind
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X):
+        raise ValueError(f"{name} is a sparse matrix; sparse data is not supported: use .toarray()")
     if isinstance(X, torch.Tensor):
         x = X.detach().cpu().numpy()
     else:
@@ -517,17 +522,34 @@ def _as_array(X: Any, name: str) -> tuple[np.ndarray, str]:
             x = np.asarray(X)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{name} cannot be read as an array: {e}") from None
+    if x.dtype.kind == "c":
+        raise ValueError(f"{name} holds complex numbers: Complex data not supported; pass X.real")
+    if x.dtype.kind == "O":  # numbers held as objects (e.g. a DataFrame's .values) convert
+        try:
+            x = x.astype(np.float64)
+        except ValueError as e:  # text
+            raise ValueError(
+                f"{name} holds non-numeric values ({e}); convert or drop text columns"
+            ) from None
+        except TypeError as e:  # "float() argument must be a string or a real number, not ..."
+            raise TypeError(f"{name} holds values that are not numbers: {e}") from None
     if x.dtype.kind not in "biuf":
         raise ValueError(
             f"{name} holds non-numeric values (dtype {x.dtype}); convert or drop text columns"
         )
     if x.ndim < 2 or x.ndim > 4:
         raise ValueError(
-            f"{name} must be (n, features), (n, H, W) or (n, C, H, W), got shape {x.shape}; "
-            "reshape a single row with X.reshape(1, -1)"
+            f"{name} must be (n, features), (n, H, W) or (n, C, H, W), got shape {x.shape}. "
+            "Reshape your data: X.reshape(1, -1) for a single row, X.reshape(-1, 1) for a "
+            "single feature"
         )
     if len(x) == 0:
         raise ValueError(f"{name} has 0 rows")
+    if x.ndim == 2 and x.shape[1] == 0:
+        raise ValueError(
+            f"{name} has 0 feature(s) (shape={x.shape}) while a minimum of 1 is required; "
+            "give at least one column"
+        )
     if x.dtype == np.uint8:
         x = x.astype(np.float32) / np.float32(255.0)
     x = np.ascontiguousarray(x, dtype=np.float32)

@@ -21,8 +21,12 @@ reference codes.
 columns make an input abnormal). All score functions take a `vaekit.models.VAE` and x:
 (n, *event_shape) in the model's space (already preprocessed), run batched under no_grad, are
 seeded (the caller's RNG state is untouched) and take precision="bf16" to run the networks in
-bfloat16. The detector over them is `vaekit.anomaly.VAEDetector`; `default_score` says
-which score it takes unless told.
+bfloat16. The Monte Carlo scores (elbo, iwae, recon-prob) draw common random numbers
+(`vaekit.priors.CommonNoise`): the l-th draw z_l = mean + std * eps_l uses the same eps_l for
+every row, so a row's score depends on the row and the seed alone (not on the batch it is
+scored in, its position or the batch size), and rows are ranked on the same draws. The
+detector over them is `vaekit.anomaly.VAEDetector`; `default_score` says which score it takes
+unless told.
 
 Why smooth the residual (smooth-error). A digit the model knows is reconstructed with its
 strokes a little off: the residual x - x_hat is thin pairs of + and - along the edges, which a
@@ -47,7 +51,7 @@ from typing import Any
 import torch
 
 from vaekit.devices import device_of, fork_rng
-from vaekit.models import VAE, networks_in
+from vaekit.models import VAE, common_noise, networks_in
 from vaekit.objectives import elbo_terms, log_likelihood
 
 SCORES = ("elbo", "iwae", "recon-prob", "recon-error", "smooth-error")  # each decodes
@@ -90,7 +94,12 @@ def _batched(
     model.eval()
     try:
         device = device_of(model)
-        with torch.no_grad(), fork_rng(device), networks_in(model, precision):
+        with (
+            torch.no_grad(),
+            fork_rng(device),
+            networks_in(model, precision),
+            common_noise(model, seed),  # a row's score does not depend on its batch
+        ):
             torch.manual_seed(seed)
             return torch.cat([per_batch(xb.to(device)).cpu() for xb in x.split(batch_size)])
     finally:

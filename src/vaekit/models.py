@@ -31,7 +31,7 @@ from vaekit.config import (
 from vaekit.io import CheckpointError, load_tensors, save_tensors
 from vaekit.likelihoods import Likelihood, build_likelihood, check_finite
 from vaekit.nets import build_networks
-from vaekit.priors import DiagonalGaussian, Prior, build_prior
+from vaekit.priors import CommonNoise, DiagonalGaussian, Prior, build_prior
 
 FORMAT = "vaekit.model/1"
 
@@ -61,6 +61,8 @@ class VAE(nn.Module):
         # Set by the trainer for --precision bf16: low-precision copies of the networks that
         # the forward pass runs through; densities, KL and the loss stay in fp32.
         self.low_precision: LowPrecision | None = None
+        # Set while scoring (`common_noise`): the posterior's draws share one noise stream.
+        self.common_noise: CommonNoise | None = None
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> VAE:
@@ -109,7 +111,7 @@ class VAE(nn.Module):
         else:
             x = x.to(low.dtype)
             h = low.encoder(x) if c is None else low.encoder(x, c.to(low.dtype))
-        return DiagonalGaussian.from_encoder(h.float())
+        return DiagonalGaussian.from_encoder(h.float(), self.common_noise)
 
     def decoder_params(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Likelihood parameters for z: (..., batch, latent) -> (..., batch, *event_shape); y:
@@ -413,6 +415,19 @@ def networks_in(model: VAE, precision: str) -> Iterator[None]:
         yield
     finally:
         model.low_precision = previous
+
+
+@contextlib.contextmanager
+def common_noise(model: VAE, seed: int) -> Iterator[None]:
+    """Within the block, every posterior of `model` draws common random numbers (the s-th
+    draw of each row uses the same eps_s of a stream fixed by `seed`; `priors.CommonNoise`):
+    Monte Carlo scores per row that do not depend on the batch a row is scored in."""
+    previous = model.common_noise
+    model.common_noise = CommonNoise(seed, model.config.latent_dim)
+    try:
+        yield
+    finally:
+        model.common_noise = previous
 
 
 class LowPrecision:
