@@ -103,7 +103,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         information, `vaekit.infomax`), faster to train, scored by latent-knn only.
     neighbors: k of latent-knn [5].
     threshold: a score value set by the user; overrides contamination.
-    samples: L draws (elbo, recon-prob) or K importance samples (iwae); None = 10 / 100.
+    samples: L draws (elbo, recon-prob) or K importance samples (iwae); None = 100.
     latent_dim, hidden, arch, conv_channels: the VAE (None = chosen from the data: latent 16
         and hidden (512, 256) for images, latent min(8, D // 2 + 1) and hidden (64, 32) for
         tables). likelihood, standardize: None = chosen from the data as above.

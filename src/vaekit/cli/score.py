@@ -75,7 +75,7 @@ def add_parser(sub: Any) -> None:
         help="also write the N most anomalous inputs' per-feature contributions to OUT_explain.csv",
     )
     p.add_argument(
-        "--samples", type=int, help="L posterior draws (elbo, recon-prob) [10] or K (iwae) [100]"
+        "--samples", type=int, help="L posterior draws (elbo, recon-prob) or K (iwae) [100]"
     )
     p.add_argument("--neighbors", type=int, default=5, help="k of latent-knn [5]")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="[fp32]")
