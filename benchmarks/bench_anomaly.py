@@ -507,7 +507,7 @@ def main() -> int:
         print("pyod is not installed: skipping the PyOD arms (pip install pyod)", file=sys.stderr)
         arms = [a for a in arms if not a.startswith("pyod")]
     from vaekit.anomaly import VAEDetector
-    from vaekit.models import native_bf16
+    from vaekit.models import BF16_MIN_WEIGHTS, native_bf16
 
     d = VAEDetector()
     meta = {
@@ -522,8 +522,9 @@ def main() -> int:
         f"{d.settings('image', 784)}, Bernoulli; tables: {d.settings('tabular', 30)}, "
         "standardised, Gaussian with learned sigma"
         + (f"; epochs overridden: {args.epochs}" if args.epochs else ""),
-        "vaekit_precision": "auto: trains in bf16 where the CPU has AMX and the MLP a hidden "
-        f"layer >= 256 (AMX here: {native_bf16(torch.device('cpu'))}), else fp32; scores in fp32",
+        "vaekit_precision": "auto: trains in bf16 where the CPU has AMX and the MLP at least "
+        f"{BF16_MIN_WEIGHTS:,} weights (AMX here: {native_bf16(torch.device('cpu'))}), else "
+        "fp32; scores in fp32",
     }
     names = ["mnist", "digits", "breast-cancer"] if args.data == "all" else [args.data]
     args.out.mkdir(parents=True, exist_ok=True)
