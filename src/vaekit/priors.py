@@ -32,10 +32,11 @@ class CommonNoise:
     one stream fixed by `seed`, and the s-th draw of every row of a posterior uses eps_s.
 
     For scores (`vaekit.anomaly_scores`): a row's Monte Carlo score is then a function of the
-    row alone, the same whatever batch it is scored in, at whatever position and batch size,
-    and rows are ranked on the same draws (less noise in comparisons between them). Each draw
-    is still N(0, I), so every estimate keeps its expectation. Not for training, where rows of
-    a batch need independent draws. The stream is drawn in fixed blocks from one generator, so
+    row alone, the same whatever batch it is scored in, at whatever position and batch size.
+    Each draw is still N(0, I), so every estimate keeps its expectation; the ranking as a
+    whole moves more with the seed than under independent draws, which enough draws make up
+    for (benchmarks/results/anomaly_score_noise.md). Not for training, where rows of a batch
+    need independent draws. The stream is drawn in fixed blocks from one generator, so
     eps_s does not depend on how the draws are chunked.
     """
 
