@@ -231,10 +231,11 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
-def test_check_estimator() -> None:
+@pytest.mark.parametrize("objective", ["elbo", "infomax"])
+def test_check_estimator(objective: str) -> None:
     from sklearn.utils.estimator_checks import check_estimator
 
-    small = VAEDetector(hidden=(16,), latent_dim=2, epochs=5, batch_size=32)
+    small = VAEDetector(hidden=(16,), latent_dim=2, epochs=5, batch_size=32, objective=objective)
     check_estimator(small, expected_failed_checks=EXPECTED_FAILED_CHECKS)
 
 

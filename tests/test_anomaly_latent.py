@@ -106,6 +106,22 @@ def test_encoder_only_refuses_what_needs_a_decoder(encoder_only: VAEDetector) ->
         anomaly.score_samples(encoder_only.model_, torch.zeros(3, 12), "latent-knn")
 
 
+@pytest.mark.parametrize("params", [{"objective": "infomax"}, {"score": "latent-knn"}])
+def test_latent_knn_on_too_few_rows_is_refused_before_training(
+    params: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vaekit.train
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr(vaekit.train, "fit", no_training)
+    x = np.random.default_rng(0).normal(size=(5, 12)).astype(np.float32)
+    expected = r"neighbors=5 needs at least 6 training rows .*, got 5 sample\(s\)"
+    with pytest.raises(ValueError, match=expected):
+        VAEDetector(**params).fit(x)
+
+
 def test_score_command_on_an_encoder_only_run(
     table: tuple[np.ndarray, np.ndarray], tmp_path: Path, capsys
 ) -> None:

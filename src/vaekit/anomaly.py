@@ -30,6 +30,7 @@ from vaekit.anomaly_scores import (
     check_score,
     default_score,
     feature_contributions,
+    knn_too_few,
     latent_knn_distance,
     neg_elbo,
     neg_log_likelihood,
@@ -190,6 +191,9 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         event_shape = tuple(int(s) for s in x.shape[1:])
         if self.score in IMAGE_SCORES:  # refuse before training, not after
             smoothing_width(event_shape)
+        knn = self.score in FEATURE_SCORES or self.objective == "infomax"  # latent-knn either way
+        if knn and len(x) <= self.neighbors:
+            raise ValueError(knn_too_few(int(self.neighbors), len(x), training=True))
         if kind == "tabular":
             _warn_if_flat_images(x)
         likelihood = self.likelihood or (

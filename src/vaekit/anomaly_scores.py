@@ -283,6 +283,16 @@ def posterior_means(
     )
 
 
+def knn_too_few(neighbors: int, n: int, training: bool) -> str:
+    """The one-line message for latent-knn with fewer reference rows than it needs."""
+    need = neighbors + int(training)
+    rows = "training rows (a row is not its own neighbour)" if training else "reference codes"
+    return (
+        f"latent-knn with neighbors={neighbors} needs at least {need} {rows}, got {n} "
+        "sample(s); fit on more rows or lower neighbors"
+    )
+
+
 def latent_knn_distance(
     model: VAE,
     x: torch.Tensor,
@@ -305,7 +315,7 @@ def latent_knn_distance(
             f"reference codes must be (m, {model.config.latent_dim}), got {tuple(reference.shape)}"
         )
     if len(reference) < k:
-        raise ValueError(f"latent-knn with k={k} needs at least {k} reference codes")
+        raise ValueError(knn_too_few(k - int(exclude_self), len(reference), exclude_self))
     ref = reference.to(device_of(model), torch.float32)
 
     def one(xb: torch.Tensor) -> torch.Tensor:
