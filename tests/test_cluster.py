@@ -207,12 +207,12 @@ SMALL = dict(latent_dim=2, hidden=(16,), pretrain_epochs=20, pull_epochs=5, epoc
              lr=1e-2, batch_size=32, init="gmm")
 
 
-def test_check_estimator() -> None:
+@pytest.mark.parametrize("objective", ["elbo", "infomax"])
+def test_check_estimator(objective: str) -> None:
     from sklearn.utils.estimator_checks import check_estimator
 
-    check_estimator(
-        VAEClusterer(3, random_state=0, **SMALL), expected_failed_checks=EXPECTED_FAILED_CHECKS
-    )
+    est = VAEClusterer(3, random_state=0, objective=objective, **SMALL)
+    check_estimator(est, expected_failed_checks=EXPECTED_FAILED_CHECKS)
 
 
 class _OneAsTwo(VAEClusterer):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from test_cluster import CLI_TINY, TINY, _csv_data, blobs_through_net
 from vaekit.cli import main
@@ -36,12 +37,29 @@ def test_encoder_only_clustering_recovers_the_mixture(fitted) -> None:
 
 def test_what_needs_a_decoder_refuses_in_one_line(fitted) -> None:
     est, x, _ = fitted
-    for call in (lambda: est.sample(3, cluster=1), lambda: est.score(x)):
-        with pytest.raises(ValueError, match="no decoder") as e:
-            call()
-        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="no decoder") as e:
+        est.sample(3, cluster=1)
+    assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="objective must be 'elbo' or 'infomax'"):
         VAEClusterer(4, objective="vae").fit(x)
+
+
+def test_score_is_the_infomax_objective_and_prefers_the_data(fitted) -> None:
+    """Without a decoder, score is minus the infomax loss (as KMeans.score is minus inertia):
+    seeded, and higher on the data than on the same rows with their features shuffled."""
+    from vaekit.config import TrainConfig
+    from vaekit.infomax import infomax_figures
+
+    est, x, _ = fitted
+    s = est.score(x)
+    assert s == est.score(x)
+    xt = torch.from_numpy(est._prepare(x).numpy())
+    cfg = TrainConfig(objective="infomax")
+    loss = infomax_figures(est.model_, xt, estimator=cfg.mi_estimator, mi_weight=cfg.mi_weight)
+    assert s == pytest.approx(-loss["loss"])
+    rng = np.random.default_rng(0)
+    scrambled = np.stack([rng.permutation(col) for col in x.T], axis=1)
+    assert s > est.score(scrambled)
 
 
 def test_encoder_only_save_load_round_trip(fitted, tmp_path: Path) -> None:

@@ -148,7 +148,8 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     objective: "elbo" (the VAE: the recipe above) or "infomax": the same stages with an
         encoder-only model (`vaekit.infomax`: the prior term of each stage kept, the decoder's
         reconstruction replaced by a mutual-information estimate), for features and clusters
-        without a decoder; `sample` and `score` (they decode) then refuse in one line.
+        without a decoder; `sample` (it decodes) then refuses in one line, and `score` gives
+        the infomax objective instead of the ELBO.
     random_state: int or None; seeds the networks, t-SNE, the GMM and training.
     device: where the three training stages run ("auto": a CUDA GPU, else MPS, else the CPU);
         the fitted model is kept on the CPU, where predict, transform and sample run.
@@ -440,10 +441,21 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         return codes(self.model_, self._prepare(X))[0]
 
     def score(self, X: Any, y: Any = None) -> float:
-        """Mean ELBO of X in nats per example (higher is better; in the model's data units, i.e.
-        standardised for tables), from 5 seeded posterior draws per example."""
+        """The opposite of the training objective's value on X, nats per example (higher is
+        better, as scikit-learn's KMeans.score; in the model's data units, i.e. standardised
+        for tables). objective "elbo": the mean ELBO, from 5 seeded posterior draws per
+        example. "infomax": mi_weight * MI estimate - rate at beta 1, the training defaults'
+        InfoNCE over seeded batches of 256 (`vaekit.infomax.infomax_figures`); X needs at
+        least 2 rows."""
         xt = self._prepare(X)
-        self.model_.require_decoder("give an ELBO (score); objective='infomax' was fitted")
+        if not self.model_.has_decoder:
+            from vaekit.infomax import infomax_figures
+
+            cfg = TrainConfig(objective="infomax")  # what the stages trained with
+            figures = infomax_figures(
+                self.model_, xt, estimator=cfg.mi_estimator, mi_weight=cfg.mi_weight
+            )
+            return -float(figures["loss"])
         # Seeded posterior draws (5 per example): the same X gives the same score.
         with torch.no_grad(), torch.random.fork_rng():
             torch.manual_seed(0)
