@@ -28,6 +28,7 @@ import argparse
 import gzip
 import json
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -452,17 +453,26 @@ def write_report(result: dict, meta: dict, path_stem: Path) -> None:
                  "score time is the default score's.")
     rows = result["rows"]
 
+    def seconds(r: dict, arm: str) -> float:
+        return r[f"{arm}:time"]["fit_s"] + r[f"{arm}:time"]["score_s"]
+
     def total(arm: str) -> float:
-        return sum(r[f"{arm}:time"]["fit_s"] + r[f"{arm}:time"]["score_s"] for r in rows)
+        return sum(seconds(r, arm) for r in rows)
 
     if "pyod-matched:time" in rows[0]:
         p = total("pyod-matched")
+        unit = "round" if tables else "class"
         for arm in VAEKIT_ARMS:
             if f"{arm}:time" in rows[0]:
                 v = total(arm)
+                # each class (round) runs every arm back to back, so its ratio sees one state
+                # of a machine whose speed drifts: their median is the steadier figure
+                per = [seconds(r, "pyod-matched") / seconds(r, arm) for r in rows]
                 lines += ["", f"Fit + scoring, same network sizes, epochs and batch size: {arm} "
                           f"(trained in {rows[0][f'{arm}:time'].get('precision', 'fp32')}) "
-                          f"{v:.1f} s, PyOD {p:.1f} s: **{p / v:.2f}x** as fast."]
+                          f"{v:.1f} s, PyOD {p:.1f} s: **{p / v:.2f}x** as fast; per {unit}, "
+                          f"median {statistics.median(per):.2f}x (range {min(per):.2f}-"
+                          f"{max(per):.2f})."]
         if "floor:time" in rows[0]:
             f = total("floor")
             ours = next((a for a in VAEKIT_ARMS if f"{a}:time" in rows[0]), "vaekit")
