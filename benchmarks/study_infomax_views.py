@@ -12,6 +12,12 @@ bench_infomax.py's infomax arm (or any of its arms) with its flags:
               shifted in), independently per example
   VIEW=bern+shift  both
 
+CRITIC=siamese scores the pair through the encoder itself (also a patch for the study): T(x,
+z) = g(mu(x~)) . g(z) / sqrt(k), mu(x~) the posterior mean of the view (gradient through both
+branches, as SimCLR trains) and g the critic's z-side MLP; CRITIC=siamese+linear adds the
+package's linear critic (A x~) . g(z) / sqrt(k) to it (a sum of critics is a critic, so both
+are still InfoNCE bounds on I(x; z)). Either costs an encoder pass over the view each step.
+
 Results go to /tmp (bench_infomax's own files are left alone); the figures are collected in
 results/infomax_views.md.
 
@@ -34,7 +40,9 @@ from vaekit.models import VAE
 
 VIEW = set(os.environ.get("VIEW", "gauss").split("+"))
 SHIFT = int(os.environ.get("SHIFT", "1"))
+CRITIC = os.environ.get("CRITIC", "linear")
 _gaussian_view = infomax.critic_view
+_linear_scores = infomax._critic_scores
 
 
 def shifted(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -56,8 +64,20 @@ def view(model: VAE, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def siamese_scores(model: VAE, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """scores[i, j] = g(mu(x~_i)) . g(z_j) / sqrt(k) (+ the linear critic's for
+    CRITIC=siamese+linear): (batch, batch), fp32."""
+    g = model.critic.g
+    scores = (g(model.posterior(x, None).mean) * model.critic.scale) @ g(z).T
+    if CRITIC == "siamese+linear":
+        scores = scores + model.critic(x, z)
+    return scores.float()
+
+
 if __name__ == "__main__":
     infomax.critic_view = view
+    if CRITIC != "linear":
+        infomax._critic_scores = siamese_scores
     bench_infomax.RESULTS = Path(tempfile.gettempdir()) / "vaekit_study_infomax_views"
     sys.argv[0] = "bench_infomax.py"
     raise SystemExit(bench_infomax.main())
