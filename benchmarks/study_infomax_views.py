@@ -34,6 +34,11 @@ results/infomax_views.md.
 
     VIEW=bern+shift .venv/bin/python benchmarks/study_infomax_views.py --data mnist \\
         --epochs 30 --arms infomax-infonce --speed-rounds 0 --threads 1 --critic-noise 0.1
+    CRITIC=siamese+linear VIEW=bern+shift SHIFT=2 .venv/bin/python \
+        benchmarks/study_infomax_views.py --data mnist --epochs 30 --arms infomax-infonce \
+        --speed-rounds 0 --threads 1 --critic-noise 0.1
+    ENCODER=bern+shift CHEAP_NOISE=1 .venv/bin/python benchmarks/study_infomax_views.py \
+        --data mnist --speed-only --speed-rounds 5 --speed-epochs 2 --threads 1
 """
 
 from __future__ import annotations
