@@ -213,6 +213,9 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             conv_channels=tuple(self.conv_channels),
             likelihood=likelihood,
             decoder=self.objective != "infomax",
+            # the encoder-only model's input augmentation is measured for features
+            # (bench_infomax.py), not yet for these stages: trained as benchmarked, without
+            augment="off",
         )
         torch.manual_seed(self.random_state)
         model = VAE.from_config(config)

@@ -65,6 +65,10 @@ class ModelConfig:
     # the critic scores z against x + critic_noise * std(x) * sqrt(D) * eps while training
     # (vaekit.infomax: it tells the encoder which information to keep)
     critic_noise: float = field(default=0.2, metadata=ADDED)
+    # auto | on | off: in training the encoder-only model's encoder sees a Bernoulli sample of
+    # images, translated by round(side / 28) pixels (vaekit.augment); auto = on for images of
+    # 15 pixels a side and more. Files saved before it trained without it.
+    augment: str = field(default="auto", metadata={**ADDED, "saved_default": "off"})
 
     def __post_init__(self) -> None:
         self.event_shape = tuple(int(s) for s in self.event_shape)
@@ -105,6 +109,12 @@ class ModelConfig:
             )
         _check_positive("critic_dim", self.critic_dim)
         _check_positive("critic_noise", self.critic_noise, allow_zero=True)
+        _check_choice("augment", self.augment, ("auto", "on", "off"))
+        if self.augment == "on" and (self.decoder or len(self.event_shape) != 3):
+            raise ConfigError(
+                "augment='on' (--augment on) is the encoder-only model's view of images: it "
+                "needs decoder=False (--objective infomax) and image data (C, H, W)"
+            )
         if not self.decoder and self.conditional:
             raise ConfigError("an encoder-only model (decoder=False) cannot be conditional yet")
         if any(h < 1 for h in (*self.hidden, *self.critic_hidden)) or any(
@@ -251,6 +261,10 @@ def from_dict(cls: type[T], data: Any, *, strict: bool = False, where: str = "")
         if missing:
             raise ConfigError(f"{where}: missing field(s) {', '.join(missing)}")
     kwargs = {k: _coerce(hints[k], v, strict, f"{where}.{k}") for k, v in data.items()}
+    if strict:  # what a file written before an added field meant, where not its default
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in data and "saved_default" in f.metadata:
+                kwargs[f.name] = f.metadata["saved_default"]
     try:
         return cls(**kwargs)
     except TypeError as e:  # pragma: no cover - guarded by the checks above

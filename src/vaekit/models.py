@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaekit import objectives
+from vaekit import augment, objectives
 from vaekit.config import (
     CLASS_PRIORS,
     ConfigError,
@@ -196,6 +196,8 @@ class VAE(nn.Module):
             raise ValueError(f"expected floating-point data, got {x.dtype}; convert with x.float()")
         if self.likelihood is None:
             check_finite(x)
+            if augment.encoder_pixels(self.config) is not None:
+                augment.check_range(x)
         else:
             self.likelihood.check_support(x)
 

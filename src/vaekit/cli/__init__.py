@@ -163,6 +163,12 @@ def build_parser() -> Parser:
         type=float,
         help="infomax: noise on x the critic sees in training, in std(x)*sqrt(D) [0.2]",
     )
+    g.add_argument(
+        "--augment",
+        choices=["auto", "on", "off"],
+        help="infomax: in training the encoder sees a Bernoulli sample of each image, shifted "
+        "by round(side/28) pixels; auto = on for images of 15 pixels a side or more [auto]",
+    )
     g.add_argument("--samples", type=int, help="samples per input: S for elbo, K for iwae [1]")
     g.add_argument("--beta", type=float, help="weight of the rate (KL) term [1.0]")
     g.add_argument("--warmup-epochs", type=int, help="ramp beta from 0 over this many epochs [0]")

@@ -49,6 +49,7 @@ TRAIN_FLAGS = {  # flag -> (config section, field)
     "mi_estimator": ("train", "mi_estimator"),
     "mi_weight": ("train", "mi_weight"),
     "critic_noise": ("model", "critic_noise"),
+    "augment": ("model", "augment"),
     "precision": ("train", "precision"),
     "compile": ("train", "compile"),
     "k": ("train", "eval_k"),
