@@ -1,7 +1,9 @@
 """Features without a decoder: are the encoder-only (infomax) model's posterior means as good
 features as a VAE's, and is it faster to train? Side by side in one run:
 
-  infomax-infonce  encoder-only, prior + InfoNCE MI (the default recipe)
+  infomax-infonce  encoder-only, prior + InfoNCE MI (the default recipe; the encoder's input
+                   augmented as --augment says, vaekit.augment)
+  infomax-noaug    the same without the encoder's augmentation (augment="off")
   infomax-jsd      encoder-only, prior + Jensen-Shannon MI (Deep InfoMax's form)
   vae              the plain VAE, the same encoder (Bernoulli decoder mirrored)
   pca              PCA with as many components as the latent size
@@ -18,7 +20,8 @@ Figures per arm (results/infomax_<data>.md and .json):
   5-NN          KNeighborsClassifier(5), Euclidean on the features as they are
   samples/s     training speed, from a separate timing phase: VAE and infomax (InfoNCE) at
                 batch 128 alternate for --speed-rounds rounds of --speed-epochs epochs; the
-                ratio is the median of per-round ratios (fit's own per-epoch seconds)
+                ratio is the median of per-round ratios (fit's own per-epoch seconds); the
+                no-augmentation arm joins the rounds, to show what the augmentation costs
 
   .venv/bin/python benchmarks/bench_infomax.py --data digits --epochs 100
   .venv/bin/python benchmarks/bench_infomax.py --data mnist --epochs 30
@@ -40,6 +43,7 @@ import numpy as np
 import torch
 
 import benchcommon as bc
+from vaekit.augment import encoder_pixels
 from vaekit.config import DataConfig, ModelConfig, TrainConfig
 from vaekit.data import prepare
 from vaekit.infomax import infomax_figures
@@ -48,7 +52,7 @@ from vaekit.train import fit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
-TRAINED = ("infomax-infonce", "infomax-jsd", "vae")
+TRAINED = ("infomax-infonce", "infomax-noaug", "infomax-jsd", "vae")
 ARMS = (*TRAINED, "pca", "raw")
 HIDDEN = (512, 256)
 
@@ -58,7 +62,8 @@ def build(arm: str, event_shape: tuple[int, ...], args: argparse.Namespace, seed
     extra: dict[str, Any] = {}
     if arm != "vae":
         extra = {"decoder": False, "critic_hidden": tuple(args.critic_hidden),
-                 "critic_dim": args.critic_dim, "critic_noise": args.critic_noise}
+                 "critic_dim": args.critic_dim, "critic_noise": args.critic_noise,
+                 "augment": "off" if arm == "infomax-noaug" else args.augment}
     cfg = ModelConfig(event_shape=event_shape, latent_dim=args.latent, hidden=HIDDEN, **extra)
     return VAE.from_config(cfg)
 
@@ -68,7 +73,8 @@ def train_config(arm: str, args: argparse.Namespace, epochs: int, seed: int) -> 
         return TrainConfig(epochs=epochs, batch_size=128, seed=seed)
     return TrainConfig(
         epochs=epochs, batch_size=args.batch_size, seed=seed, objective="infomax",
-        mi_estimator=arm.split("-")[1], mi_weight=args.mi_weight, beta=args.beta,
+        mi_estimator="jsd" if arm == "infomax-jsd" else "infonce", mi_weight=args.mi_weight,
+        beta=args.beta,
     )
 
 
@@ -147,22 +153,33 @@ def speed(args: argparse.Namespace, splits) -> dict[str, Any]:
         cfg = dataclasses.replace(train_config(arm, args, args.speed_epochs, r), batch_size=128)
         return train(build(arm, splits.event_shape, args, r), cfg, splits.train.x)
 
-    t = bc.alternated_speed(
-        {"vae": lambda r: run("vae", r), "infomax": lambda r: run("infomax-infonce", r)},
-        args.speed_rounds, new="infomax", base="vae",
-    )
+    arms = {"vae": lambda r: run("vae", r), "infomax": lambda r: run("infomax-infonce", r),
+            "infomax-noaug": lambda r: run("infomax-noaug", r)}
+    t = bc.alternated_speed(arms, args.speed_rounds, new="infomax", base="vae")
+    rates = t["samples_per_s"]
     return {
-        "samples_per_s": t["samples_per_s"],
+        "samples_per_s": rates,
         "infomax_over_vae_median": t["ratio_median"],
         "infomax_over_vae_range": t["ratio_range"],
+        "noaug_over_vae_median_rate": rates["infomax-noaug"] / rates["vae"],
         "rounds": t["rounds"],
         "epochs_per_round": args.speed_epochs,
         "batch_size": 128,
     }
 
 
+def augment_words(args: argparse.Namespace, event_shape: tuple[int, ...]) -> str:
+    """What --augment means on this data, in words for the results file."""
+    cfg = ModelConfig(event_shape=event_shape, decoder=False, augment=args.augment)
+    pixels = encoder_pixels(cfg)
+    if pixels is None:
+        return f"no ({args.augment})"
+    return f"a Bernoulli sample translated by up to {pixels} pixel(s) ({args.augment})"
+
+
 LABELS = {
     "infomax-infonce": "infomax, InfoNCE (encoder only)",
+    "infomax-noaug": "infomax, InfoNCE, encoder input not augmented",
     "infomax-jsd": "infomax, JSD (encoder only)",
     "vae": "VAE (same encoder + decoder)",
     "pca": "PCA",
@@ -184,6 +201,7 @@ def write(args: argparse.Namespace, splits, results, timing) -> Path:
         "critic_hidden": args.critic_hidden,
         "critic_dim": args.critic_dim,
         "critic_noise": args.critic_noise,
+        "augment": args.augment,
         "infomax_batch_size": args.batch_size,
         "torch": torch.__version__,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
@@ -202,7 +220,8 @@ def write(args: argparse.Namespace, splits, results, timing) -> Path:
         f"arm (the last epoch kept), Adam 1e-3; VAE batch 128; infomax batch {args.batch_size}, "
         f"mi_weight {args.mi_weight}, beta {args.beta}, critic (A x) . g(z) with A linear to "
         f"{args.critic_dim} and g an MLP {args.critic_hidden} -> {args.critic_dim}, critic "
-        f"noise {args.critic_noise} (times std(x) sqrt(D)). Features: posterior means "
+        f"noise {args.critic_noise} (times std(x) sqrt(D)), encoder input augmented: "
+        f"{augment_words(args, splits.event_shape)}. Features: posterior means "
         f"({args.latent}), PCA components ({args.latent}), or pixels. Linear probe: "
         "LogisticRegression on standardized features; 5-NN: Euclidean on the features as "
         "they are; both fitted on the training split, accuracy on the test split.",
@@ -225,7 +244,9 @@ def write(args: argparse.Namespace, splits, results, timing) -> Path:
             f"{timing['samples_per_s']['infomax']:.0f} vs VAE "
             f"{timing['samples_per_s']['vae']:.0f} samples/s, ratio "
             f"{timing['infomax_over_vae_median']:.2f}x (median of per-round ratios; range "
-            f"{lo:.2f}-{hi:.2f}).",
+            f"{lo:.2f}-{hi:.2f}). Without the encoder's augmentation "
+            f"{timing['samples_per_s']['infomax-noaug']:.0f} samples/s "
+            f"({timing['noaug_over_vae_median_rate']:.2f}x the VAE's, ratio of the medians).",
         ]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return stem.with_suffix(".md")
@@ -244,6 +265,8 @@ def main() -> None:
     p.add_argument("--critic-hidden", type=int, nargs="*", default=[256])
     p.add_argument("--critic-dim", type=int, default=64)
     p.add_argument("--critic-noise", type=float, default=0.2)
+    p.add_argument("--augment", choices=["auto", "on", "off"], default="auto",
+                   help="the infomax-infonce and -jsd arms' encoder augmentation")
     p.add_argument("--speed-rounds", type=int, default=3)
     p.add_argument("--speed-epochs", type=int, default=3)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
@@ -260,7 +283,8 @@ def main() -> None:
     if args.speed_only:  # keep the quality figures (and their settings) of the last full run
         old = json.loads((RESULTS / f"infomax_{args.data}.json").read_text())
         results = old["quality"]
-        for key in ("epochs", "latent", "mi_weight", "beta", "critic_dim", "critic_noise"):
+        for key in ("epochs", "latent", "mi_weight", "beta", "critic_dim", "critic_noise",
+                    "augment"):
             setattr(args, key, old["meta"][key])
         args.critic_hidden, args.batch_size = old["meta"]["critic_hidden"], old["meta"][
             "infomax_batch_size"]
