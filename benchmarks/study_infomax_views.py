@@ -30,7 +30,9 @@ an augmented x and the critic scores a noisy x: data processing still makes Info
 bound on I(x; z) for the encoder the augmentation is part of.
 
 Results go to /tmp (bench_infomax's own files are left alone); the figures are collected in
-results/infomax_views.md.
+results/infomax_views.md. Since the package augments the encoder's input itself
+(`ModelConfig.augment`, from the ENCODER finding below), the rows measured before it are
+reproduced with `--augment off` added; without patches the script runs the package's default.
 
     VIEW=bern+shift .venv/bin/python benchmarks/study_infomax_views.py --data mnist \\
         --epochs 30 --arms infomax-infonce --speed-rounds 0 --threads 1 --critic-noise 0.1
