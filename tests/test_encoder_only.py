@@ -106,3 +106,16 @@ def _config(tmp_path: Path) -> Path:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"model": {"decoder": True}, "train": {"objective": "infomax"}}))
     return path
+
+
+def test_augment_flag_reaches_the_config_and_needs_infomax(tmp_path: Path, capsys) -> None:
+    rc, _, err = run(capsys, "train", "--data", "digits", "--augment", "on",
+                     "--out", tmp_path / "vae", *FAST)
+    assert "--augment on" in assert_one_line_error(rc, err)  # a VAE has no encoder view
+    assert not (tmp_path / "vae").exists()
+    rc, _, _ = run(capsys, "train", "--data", "digits", "--objective", "infomax", "--augment",
+                   "on", "--out", tmp_path / "enc", *FAST)
+    assert rc == 0
+    config = json.loads((tmp_path / "enc" / "config.json").read_text())
+    assert config["model"]["augment"] == "on"
+    assert Run.load(tmp_path / "enc").model.config.augment == "on"  # saved as trained
