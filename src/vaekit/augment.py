@@ -11,10 +11,10 @@ Two views, both channels x -> x~ (so data processing keeps every MI estimate a l
 Why a noise table. The encoder-only model's point is a step cheaper than the VAE's, and on a
 CPU fresh random numbers are a visible part of that step: for a batch of 128 MNIST images
 (one thread) torch.rand_like takes about 1 ms, randn_like 0.47 ms and torch.bernoulli 1.8 ms,
-against a 6.7 ms step. So on the CPU (eager) the uniforms are a window of a fixed table of
+against a step of 7-9 ms. So on the CPU (eager) the uniforms are a window of a fixed table of
 2^22 pre-drawn U[0, 1) numbers at a random offset: 0.01 ms, then 0.08 ms to turn them into
-noise or a Bernoulli sample. Each step still pairs every pixel with a value it has not met at
-that offset, the offsets come from torch's seeded CPU generator (so runs repeat and resume
+noise or a Bernoulli sample. Every step reads another window, so a pixel meets another number
+each time; the offsets come from torch's seeded CPU generator (so runs repeat and resume
 exactly), and the table itself is drawn once from a fixed seed, the same in every process.
 Elsewhere (a GPU, or inside torch.compile, where a Python offset would recompile) the numbers
 are drawn fresh with torch.rand_like, which costs little there.
