@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from vaekit.config import ModelConfig
+from vaekit.likelihoods import check_unit_interval
 
 TABLE_SIZE = 1 << 22  # 16 MiB of float32: 40 batches of 128 MNIST images
 _TABLE_SEED = 20261130
@@ -117,10 +118,8 @@ def encoder_pixels(cfg: ModelConfig) -> int | None:
 
 def check_range(x: torch.Tensor) -> None:
     """Raise ValueError unless x is in [0, 1], where a Bernoulli sample of it is defined."""
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0 or hi > 1:
-        raise ValueError(
-            f"the encoder's augmentation (a Bernoulli sample of each image) needs data in [0, 1], "
-            f"got values from {lo:g} to {hi:g}; scale the images to [0, 1] or set augment='off' "
-            "(--augment off)"
-        )
+    check_unit_interval(
+        x,
+        "the encoder's augmentation (a Bernoulli sample of each image)",
+        "scale the images to [0, 1] or set augment='off' (--augment off)",
+    )

@@ -27,6 +27,14 @@ def check_finite(x: torch.Tensor) -> None:
         )
 
 
+def check_unit_interval(x: torch.Tensor, what: str, fix: str) -> None:
+    """A one-line ValueError unless x is in [0, 1]: "`what` needs data in [0, 1], got values
+    from lo to hi; `fix`"."""
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(f"{what} needs data in [0, 1], got values from {lo:g} to {hi:g}; {fix}")
+
+
 class Likelihood(nn.Module):
     name = "likelihood"
 
@@ -82,13 +90,12 @@ class Bernoulli(Likelihood):
 
     def check_support(self, x: torch.Tensor) -> None:
         super().check_support(x)
-        lo, hi = float(x.min()), float(x.max())
-        if lo < 0 or hi > 1:
-            raise ValueError(
-                f"the Bernoulli likelihood needs data in [0, 1], got values from {lo:g} to {hi:g}; "
-                "scale the data to [0, 1] (e.g. divide 8-bit images by 255) or use "
-                "--likelihood gaussian for real-valued data"
-            )
+        check_unit_interval(
+            x,
+            "the Bernoulli likelihood",
+            "scale the data to [0, 1] (e.g. divide 8-bit images by 255) or use "
+            "--likelihood gaussian for real-valued data",
+        )
 
 
 class Gaussian(Likelihood):
