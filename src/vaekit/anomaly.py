@@ -213,8 +213,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             conv_channels=tuple(self.conv_channels),
             likelihood=likelihood,
             decoder=self.objective != "infomax",
-            # the encoder-only model's input augmentation is measured for features
-            # (bench_infomax.py), not yet for these stages: trained as benchmarked, without
+            # without the encoder-only model's input augmentation: it helps linear features
+            # but not these (infomax_views.md: MNIST clusters and latent-knn scores no better)
             augment="off",
         )
         torch.manual_seed(self.random_state)

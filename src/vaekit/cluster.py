@@ -254,8 +254,8 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             conv_channels=tuple(int(c) for c in self.conv_channels),
             likelihood="bernoulli" if bernoulli else "gaussian",
             decoder=self.objective != "infomax",
-            # the encoder-only model's input augmentation is measured for features
-            # (bench_infomax.py), not yet for these stages: trained as benchmarked, without
+            # without the encoder-only model's input augmentation: it helps linear features
+            # but not these (infomax_views.md: MNIST clusters and latent-knn scores no better)
             augment="off",
         )
         batch = int(min(self.batch_size, n))
