@@ -174,7 +174,8 @@ def augment_words(args: argparse.Namespace, event_shape: tuple[int, ...]) -> str
     pixels = encoder_pixels(cfg)
     if pixels is None:
         return f"no ({args.augment})"
-    return f"a Bernoulli sample translated by up to {pixels} pixel(s) ({args.augment})"
+    shift = f", translated by up to {pixels} pixel(s)" if pixels else " (no translation)"
+    return f"a Bernoulli sample{shift} ({args.augment})"
 
 
 LABELS = {

@@ -105,8 +105,8 @@ def test_the_encoders_view_is_a_translated_bernoulli_sample(eager_cpu, monkeypat
         ((1, 28, 28), "auto", 1),  # MNIST: a Bernoulli sample shifted by a pixel
         ((3, 64, 64), "auto", 2),
         ((1, 15, 15), "auto", 1),
-        ((1, 8, 8), "auto", None),  # the 8x8 digits: a pixel is too much of the image
-        ((1, 8, 8), "on", 0),  # asked for: the Bernoulli sample alone
+        ((1, 8, 8), "auto", 0),  # the 8x8 digits: the Bernoulli sample alone, no shift
+        ((1, 14, 14), "on", 0),
         ((64,), "auto", None),  # tables: never
         ((1, 28, 28), "off", None),
     ],

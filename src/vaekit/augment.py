@@ -106,14 +106,13 @@ def encoder_view(x: torch.Tensor, pixels: int) -> torch.Tensor:
 
 def encoder_pixels(cfg: ModelConfig) -> int | None:
     """How the config's encoder-only model augments its encoder's input in training: None for
-    not at all, else the Bernoulli sample's translation in pixels, round(min(H, W) / 28) (one
-    pixel on MNIST's 28 x 28, as measured; 0 under 15 pixels a side, where a pixel is too much
-    of the image: the 8 x 8 digits' features got worse). `augment="auto"` augments where that
-    is at least 1, "on" every image (the Bernoulli sample alone on small ones), "off" none."""
+    not at all, else the Bernoulli sample's translation in pixels, round(min(H, W) / 28): one
+    pixel on MNIST's 28 x 28, as measured, and none under 15 pixels a side, where a pixel is too
+    much of the image (on the 8 x 8 digits a shift cost the features). "auto" and "on" augment
+    images (only "on" insists: it is an error for tables), "off" nothing."""
     if cfg.decoder or cfg.augment == "off" or len(cfg.event_shape) != 3:
         return None
-    pixels = round(min(cfg.event_shape[1:]) / 28)
-    return pixels if pixels > 0 or cfg.augment == "on" else None
+    return round(min(cfg.event_shape[1:]) / 28)
 
 
 def check_range(x: torch.Tensor) -> None:

@@ -66,8 +66,8 @@ class ModelConfig:
     # (vaekit.infomax: it tells the encoder which information to keep)
     critic_noise: float = field(default=0.2, metadata=ADDED)
     # auto | on | off: in training the encoder-only model's encoder sees a Bernoulli sample of
-    # images, translated by round(side / 28) pixels (vaekit.augment); auto = on for images of
-    # 15 pixels a side and more. Files saved before it trained without it.
+    # images, translated by round(side / 28) pixels (vaekit.augment); auto = on for images, off
+    # for tables ("on" insists). Files saved before it trained without it.
     augment: str = field(default="auto", metadata={**ADDED, "saved_default": "off"})
 
     def __post_init__(self) -> None:

@@ -167,7 +167,7 @@ def build_parser() -> Parser:
         "--augment",
         choices=["auto", "on", "off"],
         help="infomax: in training the encoder sees a Bernoulli sample of each image, shifted "
-        "by round(side/28) pixels; auto = on for images of 15 pixels a side or more [auto]",
+        "by round(side/28) pixels; auto = on for images, off for tables [auto]",
     )
     g.add_argument("--samples", type=int, help="samples per input: S for elbo, K for iwae [1]")
     g.add_argument("--beta", type=float, help="weight of the rate (KL) term [1.0]")
