@@ -77,12 +77,12 @@ a channel x -> x' -> z, so the augmented encoder, q(z|x) = E_{x'|x} q(z|x'), is 
 any other and every estimate stays a lower bound on its I(x; z). What changes is which
 information is worth keeping: only what survives resampling the pixels and moving the image
 by a pixel, i.e. shape, which is what a linear read-out of the class wants. MNIST, 30 epochs,
-seeds 0-3: linear probe 0.902-0.912 without the VAE's decoder (0.865 with no augmentation; the
-VAE 0.889-0.905), 5-NN 0.950-0.956. The 8 x 8 digits get no shift (round(8 / 28) = 0: a pixel
-is an eighth of the image, and a shift cost the probe 0.03 there), only the Bernoulli
-sample: linear probe 0.975-0.981 over seeds 0-3 (0.942-0.961 unaugmented, the VAE 0.942-0.978,
-PCA 0.961, the raw pixels 0.972), at some cost to the neighbours (5-NN 0.983-0.989, against
-0.989-0.997 unaugmented and PCA's 0.992). Not for tables ("auto" leaves them alone).
+seeds 0-3: linear probe 0.900-0.910 without the VAE's decoder (0.862-0.871 with no
+augmentation; the VAE 0.889-0.905), 5-NN 0.948-0.955. The 8 x 8 digits get no shift
+(round(8 / 28) = 0: a pixel is an eighth of the image, and a shift cost the probe 0.03 there),
+only the Bernoulli sample: linear probe 0.969-0.978 over seeds 0-3 (0.944-0.967 unaugmented,
+the VAE 0.942-0.978, PCA 0.961, the raw pixels 0.972), at some cost to the neighbours (5-NN
+0.981-0.989, against 0.992-0.994 unaugmented and PCA's 0.992). Not for tables ("auto" leaves them alone).
 Evaluation (eval mode) encodes x itself.
 
 Units: `Loss.distortion` holds minus the MI estimate in nats (the decoder-free analogue of
@@ -92,56 +92,42 @@ Units: `Loss.distortion` holds minus the MI estimate in nats (the decoder-free a
 Cost: the critic is separable, T(x, z) = (A x) . g(z) / sqrt(critic_dim), A one linear layer
 and g a small MLP of z: one (B, k) x (k, B) matrix product scores all B^2 pairs, so a step costs
 the encoder plus one narrow layer over x instead of the encoder plus a full decoder and its
-likelihood (MNIST, one thread, the encoder's augmentation included: 1.49-1.58x the VAE's
-samples/s, 1.50-1.62x without it; the 8x8 digits: 1.17-1.27x, where fixed per-step costs weigh
-more in such small networks).
+likelihood. One CPU thread, batch 128, the encoder's augmentation included: MNIST 1.49-1.58x
+the VAE's samples/s; the 8 x 8 digits 1.17-1.27x. The digits' networks are so small that the
+costs every step has (Adam, and the call overhead of each small matrix product: the critic
+adds a dozen of them, forward and backward) weigh as much as the arithmetic; even the encoder
+alone, with its posterior, KL and Adam and no critic at all, steps only 1.74x as fast as the
+VAE there (an in-process A/B, 2026-11-30).
 
 The recipe (the defaults; benchmarks/results/infomax_{digits,mnist}.md, latent 16, encoder
 D-512-256, batch 128, beta 1): InfoNCE, mi_weight 200, critic_noise 0.2, critic_dim 64,
 critic_hidden (256,) on the z side, augment "auto". Linear-probe / 5-NN accuracy of the
 posterior means (seed 0):
 
-    MNIST test set (8,000 / 2,000), 30 epochs   infomax 0.907 / 0.956   VAE 0.893 / 0.940
+    MNIST test set (8,000 / 2,000), 30 epochs   infomax 0.910 / 0.955   VAE 0.893 / 0.940
                                                 PCA-16  0.862 / 0.946   pixels 0.902 / 0.948
-    digits (1,438 / 359), 100 epochs            infomax 0.981 / 0.986   VAE 0.942 / 0.950
+    digits (1,438 / 359), 100 epochs            infomax 0.972 / 0.989   VAE 0.942 / 0.950
                                                 PCA-16  0.961 / 0.992   pixels 0.972 / 0.992
 
-  * InfoNCE over JSD: on MNIST JSD reaches 0.897 / 0.926 with the same augmentation (0.872 /
-    0.931 without), on the digits 0.972 / 0.983: InfoNCE's neighbours are the better ones.
-  * (the bullets below up to "other views" were measured before the encoder's augmentation,
-    with Gaussian critic noise: they chose the critic, not the view.)
-  * mi_weight 200 with critic_noise 0.2 (the sweep of 2026-11-30, MNIST, 30 epochs, InfoNCE,
-    one run each unless said): mi_weight 50 / noise 0.15 gave 0.857 / 0.936; 100 / 0.15 0.867
-    / 0.941; 200 / 0.15 0.864 / 0.947; 500 and 1000 / 0.15 0.862-0.865 / 0.945-0.948; 200 /
-    0.2 0.869 / 0.950 and 0.872 / 0.948 (seeds 0, 1); 200 / 0.1 and 0.25 worse; batch 512,
-    critic_dim 256, a wider or no z-side MLP, beta 0.5: no better. More weight buys rate
-    (21 -> 34 nats) and the neighbours get better; the linear probe moves a little.
-  * beta (the prior term's weight) above 1 trades neighbours for linear separability: beta 4
-    (rate 17 nats, the VAE's) gave 0.884 / 0.934 and 0.877 / 0.940 (seeds 0, 1), beta 2 0.876
-    / 0.942, beta 6 0.873 / 0.926, beta 8 0.863 / 0.915; none reached the VAE's probe, so
-    beta stays 1 (TrainConfig's default, shared with the VAE).
-  * critic_noise: with no noise the digits' 5-NN fell from 0.97 to 0.77.
-  * a linear x side: with an MLP over x (256 hidden) MNIST gave 0.841 / 0.868 against 0.849 /
-    0.906 (15 epochs, same noise), and steps were about 1.3x the VAE's instead of 1.5-1.8x.
-  * other views (benchmarks/results/infomax_views.md, study_infomax_views.py): a Bernoulli
-    sample of x (the channel a Bernoulli likelihood describes) and a one-pixel translation
-    raise the MNIST probe to 0.886-0.896 (three seeds, critic_dim 128) but lower 5-NN to
-    0.942-0.952, below PCA's 0.946 at two seeds of three; on the digits a translation hurts.
-    Not the default: they trade one target for another within seed noise.
-  * a critic that also runs the encoder on an augmented view, g(mu(x~)) . g(z) plus the linear
-    one (SimCLR's two-view form), lifts the MNIST probe to 0.906 (three seeds; the VAE's 0.896)
-    and 5-NN to 0.945 (PCA's 0.946), but the second encoder pass, forward and backward, makes
-    a step cost more than the VAE's (0.78x its samples/s): what dropping the decoder saves is
-    spent again. Not the package's critic (infomax_views.md).
-  * augmenting the encoder's own input in training (a Bernoulli sample of x, shifted by a
-    pixel), the critic unchanged: first measured with fresh random numbers, about 0.9 ms a step
-    (1.3x the VAE's speed); drawn from `vaekit.augment`'s noise table and written straight into
-    the shifted batch it costs about 0.3 ms (6% of a step), so it is the default for images
-    ("auto"; infomax_views.md).
-What the encoder-only model does not reach, on the digits: PCA's 5-NN accuracy (0.986 mean
-over seeds 0-3 against 0.992, two test digits of 359; the unaugmented model's 0.992 ties it, at
-a linear probe of 0.953), and 1.5x the VAE's speed (1.17-1.27x: the networks are so small that
-the per-step costs both share dominate).
+Why these settings, one line each (the sweeps, their seeds and the settings they ran under:
+benchmarks/results/infomax_views.md and benchmarks/study_infomax_views.py):
+  * InfoNCE, not JSD: JSD's neighbours are worse (MNIST 0.897 / 0.926, digits 0.972 / 0.983).
+  * mi_weight 200: 50-100 lose neighbours; 500-1000 buy rate (21 -> 34 nats), not accuracy.
+  * beta 1: beta 2-8 trades neighbours for linear separability and never reached the VAE's
+    probe (beta 4, the VAE's rate: 0.884 / 0.934).
+  * critic_noise 0.2: without noise the digits' 5-NN fell from 0.97 to 0.77; 0.1 helps the
+    digits (0.969 / 0.992, mean of seeds 0-3) but loses on MNIST (0.899 / 0.944 at seed 0).
+  * a linear x side: an MLP over x was worse on MNIST (0.841 / 0.868 against 0.849 / 0.906 at
+    15 epochs) and slower (1.3x the VAE's speed instead of 1.5-1.8x).
+  * the encoder's augmentation rather than a two-view critic (g(mu(x~)) . g(z), SimCLR's
+    form): the same MNIST probe (0.906 over three seeds), but the critic's second encoder
+    pass makes a step slower than the VAE's (0.78x its samples/s).
+  * the augmentation's random numbers from a noise table (`vaekit.augment`): fresh ones cost
+    0.9 ms a step (1.3x the VAE's speed), the table 0.3 ms.
+
+What the encoder-only model does not reach, on the digits: PCA's 5-NN accuracy (0.987 mean
+over seeds 0-3 against 0.992, one to four test digits of 359; the unaugmented model's 0.993
+passes it, at a linear probe of 0.954, below PCA's), and 1.5x the VAE's speed (above).
 """
 
 from __future__ import annotations
