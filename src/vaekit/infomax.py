@@ -82,8 +82,8 @@ augmentation; the VAE 0.889-0.905), 5-NN 0.948-0.955. The 8 x 8 digits get no sh
 (round(8 / 28) = 0: a pixel is an eighth of the image, and a shift cost the probe 0.03 there),
 only the Bernoulli sample: linear probe 0.969-0.978 over seeds 0-3 (0.944-0.967 unaugmented,
 the VAE 0.942-0.978, PCA 0.961, the raw pixels 0.972), at some cost to the neighbours (5-NN
-0.981-0.989, against 0.992-0.994 unaugmented and PCA's 0.992). Not for tables ("auto" leaves them alone).
-Evaluation (eval mode) encodes x itself.
+0.981-0.989, against 0.992-0.994 unaugmented and PCA's 0.992). Not for tables ("auto"
+leaves them alone). Evaluation (eval mode) encodes x itself.
 
 Units: `Loss.distortion` holds minus the MI estimate in nats (the decoder-free analogue of
 -E log p(x|z) >= H(x) - I(x; z), so lower is better, as for a VAE): the InfoNCE bound for
@@ -96,8 +96,8 @@ likelihood. One CPU thread, batch 128, the encoder's augmentation included: MNIS
 the VAE's samples/s; the 8 x 8 digits 1.17-1.27x. The digits' networks are so small that the
 costs every step has (Adam, and the call overhead of each small matrix product: the critic
 adds a dozen of them, forward and backward) weigh as much as the arithmetic; even the encoder
-alone, with its posterior, KL and Adam and no critic at all, steps only 1.74x as fast as the
-VAE there (an in-process A/B, 2026-11-30).
+alone, with its posterior, KL and Adam and no critic at all, steps only 1.8x as fast as the
+VAE there (benchmarks/study_infomax_step.py; results/infomax_step_digits.md).
 
 The recipe (the defaults; benchmarks/results/infomax_{digits,mnist}.md, latent 16, encoder
 D-512-256, batch 128, beta 1): InfoNCE, mi_weight 200, critic_noise 0.2, critic_dim 64,
