@@ -101,6 +101,26 @@ def test_estimators_on_hand_made_scores():
         check_estimator("nwj")
 
 
+@pytest.mark.parametrize("spread", [1.0, 300.0])
+def test_infonce_is_the_definition_to_float_rounding_even_for_widely_spread_scores(spread: float):
+    # mi_infonce goes through cross_entropy; it must stay mean(T_ii - logsumexp_j T_ij) + log B
+    # (computed here in float64) in value and gradient, also where rows span hundreds of nats
+    b = 64
+    g = torch.Generator().manual_seed(1)
+    s = torch.randn(b, b, generator=g) * spread
+    s.diagonal().add_(spread)
+    s64 = s.double().requires_grad_()
+    ref = (s64.diagonal() - torch.logsumexp(s64, dim=1)).mean() + math.log(b)
+    ref.backward()
+    s32 = s.clone().requires_grad_()
+    v = mi_infonce(s32)
+    v.backward()
+    value = float(v.detach())
+    assert v.dtype == torch.float32 and math.isfinite(value)
+    assert value == pytest.approx(float(ref.detach()), abs=1e-5 * max(1.0, abs(value)))
+    torch.testing.assert_close(s32.grad.double(), s64.grad, atol=1e-7, rtol=1e-5)
+
+
 def test_infonce_recovers_the_closed_form_mutual_information():
     d, rho = 2, 0.8  # I = -log(0.36) = 1.02 nats, well below log 256
     truth = -d / 2 * math.log(1 - rho**2)
