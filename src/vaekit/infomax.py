@@ -93,11 +93,11 @@ Cost: the critic is separable, T(x, z) = (A x) . g(z) / sqrt(critic_dim), A one 
 and g a small MLP of z: one (B, k) x (k, B) matrix product scores all B^2 pairs, so a step costs
 the encoder plus one narrow layer over x instead of the encoder plus a full decoder and its
 likelihood. One CPU thread, batch 128, the encoder's augmentation included: MNIST 1.49-1.58x
-the VAE's samples/s; the 8 x 8 digits 1.17-1.27x. The digits' networks are so small that the
-costs every step has (Adam, and the call overhead of each small matrix product: the critic
-adds a dozen of them, forward and backward) weigh as much as the arithmetic; even the encoder
-alone, with its posterior, KL and Adam and no critic at all, steps only 1.8x as fast as the
-VAE there (benchmarks/study_infomax_step.py; results/infomax_step_digits.md).
+the VAE's samples/s; the 8 x 8 digits 1.17-1.27x. On the digits the steps are so short that
+what every step has (the encoder, Adam) weighs more: even the encoder alone, with its
+posterior, KL and Adam and no critic at all, steps only 1.8x as fast as the VAE, and the
+critic's dozen small matrix products (forward and backward, 12-50 us each on one thread) and
+their Adam update add about 1 ms to that (benchmarks/study_infomax_step.py).
 
 The recipe (the defaults; benchmarks/results/infomax_{digits,mnist}.md, latent 16, encoder
 D-512-256, batch 128, beta 1): InfoNCE, mi_weight 200, critic_noise 0.2, critic_dim 64,
@@ -110,15 +110,17 @@ posterior means (seed 0):
                                                 PCA-16  0.961 / 0.992   pixels 0.972 / 0.992
 
 Why these settings, one line each (the sweeps, their seeds and the settings they ran under:
-benchmarks/results/infomax_views.md and benchmarks/study_infomax_views.py):
+benchmarks/results/infomax_views.md and benchmarks/study_infomax_views.py; "before" marks a
+sweep run before the encoder's augmentation, with Gaussian critic noise):
   * InfoNCE, not JSD: JSD's neighbours are worse (MNIST 0.897 / 0.926, digits 0.972 / 0.983).
-  * mi_weight 200: 50-100 lose neighbours; 500-1000 buy rate (21 -> 34 nats), not accuracy.
+  * mi_weight 200: 50-100 lose neighbours; 500-1000 buy rate (21 -> 34 nats), not accuracy
+    (before).
   * beta 1: beta 2-8 trades neighbours for linear separability and never reached the VAE's
-    probe (beta 4, the VAE's rate: 0.884 / 0.934).
+    probe (beta 4, the VAE's rate: 0.884 / 0.934; before).
   * critic_noise 0.2: without noise the digits' 5-NN fell from 0.97 to 0.77; 0.1 helps the
     digits (0.969 / 0.992, mean of seeds 0-3) but loses on MNIST (0.899 / 0.944 at seed 0).
   * a linear x side: an MLP over x was worse on MNIST (0.841 / 0.868 against 0.849 / 0.906 at
-    15 epochs) and slower (1.3x the VAE's speed instead of 1.5-1.8x).
+    15 epochs; before) and slower (1.3x the VAE's speed instead of 1.5-1.8x).
   * the encoder's augmentation rather than a two-view critic (g(mu(x~)) . g(z), SimCLR's
     form): the same MNIST probe (0.906 over three seeds), but the critic's second encoder
     pass makes a step slower than the VAE's (0.78x its samples/s).
