@@ -1,6 +1,6 @@
 # vaekit: two commands do everything on a fresh machine with python3 and make.
 #   make demo   create .venv, install, train on the built-in digits, write pictures + report
-#   make test   install the dev tools and run the whole test suite (lint included)
+#   make test   install the dev tools; lint, the import contract, the docs build, the whole suite
 PYTHON     ?= python3
 VENV       ?= .venv
 VENV_FLAGS ?=            # e.g. --system-site-packages to reuse a torch you already have
@@ -8,11 +8,12 @@ DEMO_DIR   ?= runs/demo
 BIN        := $(VENV)/bin
 PIP        := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: help install dev demo test lint bench bench-speed bench-apps bench-gpu clean
+.PHONY: help install dev demo test lint docs bench bench-speed bench-apps bench-gpu clean
 
 help:
 	@echo "make demo    train on the built-in digits (2-D latent); writes $(DEMO_DIR)/report.html"
-	@echo "make test    run the test suite (installs pytest and ruff into $(VENV))"
+	@echo "make test    lint, the import contract, the docs build and the whole test suite"
+	@echo "make docs    build the docs into site/ (make docs SERVE=1 serves them on localhost:8000)"
 	@echo "make bench   benchmarks against Pythae, PyOD, scikit-learn (installs pythae, pyod)"
 	@echo "make bench-gpu  the GPU benchmark (a CUDA GPU and a CUDA build of torch)"
 	@echo "make clean   remove $(VENV) and runs/"
@@ -46,8 +47,17 @@ demo: $(VENV)/.installed
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
+
+docs: $(VENV)/.dev
+ifdef SERVE
+	$(BIN)/mkdocs serve
+else
+	$(BIN)/mkdocs build --strict --site-dir site
+endif
 
 test: lint
+	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 	$(BIN)/python -m pytest -q
 
 # Optional peers for the side-by-side benchmarks. The installed torch is named on the same

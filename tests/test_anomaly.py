@@ -12,10 +12,11 @@ import torch
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
-from vaekit import anomaly, anomaly_scores
-from vaekit.anomaly import IMAGE_SCORES, SCORES, VAEDetector
-from vaekit.config import ModelConfig
-from vaekit.models import VAE
+from vaekit.anomaly import estimator as anomaly
+from vaekit.anomaly import scores as anomaly_scores
+from vaekit.anomaly.estimator import IMAGE_SCORES, SCORES, VAEDetector
+from vaekit.core.config import ModelConfig
+from vaekit.core.model import VAE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -257,7 +258,7 @@ def test_a_rows_score_does_not_depend_on_its_batch(
 
 
 def test_common_noise_is_one_stream_however_it_is_drawn() -> None:
-    from vaekit.priors import CommonNoise, DiagonalGaussian
+    from vaekit.core.posterior import CommonNoise, DiagonalGaussian
 
     whole = CommonNoise(3, 4).eps(0, 150)
     parts = CommonNoise(3, 4)
@@ -288,7 +289,7 @@ def test_save_load_round_trip_gives_identical_scores(
 
 
 def test_loading_a_model_file_as_a_detector_is_refused(fitted: VAEDetector, tmp_path: Path):
-    from vaekit.io import CheckpointError
+    from vaekit.core.io import CheckpointError
 
     fitted.model_.save(tmp_path / "model.safetensors")
     with pytest.raises(CheckpointError, match="not a vaekit anomaly detector"):
@@ -576,8 +577,8 @@ def test_draw_anomaly_writes_both_pictures_for_tables_and_images(
 ) -> None:
     from PIL import Image
 
-    from vaekit.anomaly_plots import draw_anomaly
-    from vaekit.runs import Run
+    from vaekit.anomaly.plots import draw_anomaly
+    from vaekit.runs.run import Run
 
     run = Run.load(table_run[0])
     x, _ = run.data(str(table_run[1]))

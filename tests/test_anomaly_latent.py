@@ -12,8 +12,8 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from test_anomaly import FAST, cli, read_rows, write_csv
-from vaekit import anomaly
-from vaekit.anomaly import VAEDetector
+from vaekit.anomaly import estimator as anomaly
+from vaekit.anomaly.estimator import VAEDetector
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -110,12 +110,12 @@ def test_encoder_only_refuses_what_needs_a_decoder(encoder_only: VAEDetector) ->
 def test_latent_knn_on_too_few_rows_is_refused_before_training(
     params: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import vaekit.train
+    import vaekit.train.loop
 
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("trained before refusing")
 
-    monkeypatch.setattr(vaekit.train, "fit", no_training)
+    monkeypatch.setattr(vaekit.train.loop, "fit", no_training)
     x = np.random.default_rng(0).normal(size=(5, 12)).astype(np.float32)
     expected = r"neighbors=5 needs at least 6 training rows .*, got 5 sample\(s\)"
     with pytest.raises(ValueError, match=expected):

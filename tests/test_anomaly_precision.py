@@ -11,10 +11,12 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from vaekit import anomaly, models
-from vaekit.anomaly import VAEDetector
-from vaekit.config import ModelConfig
-from vaekit.models import VAE, resolve_precision
+from vaekit.anomaly import estimator as anomaly
+from vaekit.anomaly.estimator import VAEDetector
+from vaekit.core import precision as models
+from vaekit.core.config import ModelConfig
+from vaekit.core.model import VAE
+from vaekit.core.precision import resolve_precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

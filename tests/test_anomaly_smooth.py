@@ -13,8 +13,8 @@ from scipy.ndimage import gaussian_filter
 from sklearn.metrics import roc_auc_score
 
 from test_anomaly import FAST, cli, planted, read_rows
-from vaekit.anomaly import VAEDetector
-from vaekit.anomaly_scores import gaussian_smooth, smoothing_width
+from vaekit.anomaly.estimator import VAEDetector
+from vaekit.anomaly.scores import gaussian_smooth, smoothing_width
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

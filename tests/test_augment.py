@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vaekit import augment
-from vaekit.config import ConfigError, ModelConfig, from_dict, to_dict
-from vaekit.infomax import encoder_input, infomax_terms
-from vaekit.models import VAE
+from vaekit.core import augment
+from vaekit.core.config import ConfigError, ModelConfig, from_dict, to_dict
+from vaekit.core.critic import encoder_input, infomax_terms
+from vaekit.core.model import VAE
 
 
 def mnist_like(n: int = 64, side: int = 28) -> torch.Tensor:

@@ -13,11 +13,14 @@ import torch
 from test_cli import FAST, assert_same_training, run
 from test_conditional import cvae
 from vaekit import VAE, ModelConfig
-from vaekit.config import ConfigError, DataConfig, TrainConfig
+from vaekit.core.config import ConfigError
+from vaekit.core.io import load_tensors
+from vaekit.core.posterior import DiagonalGaussian
+from vaekit.core.priors import ClassFullGaussian, ClassGaussian
 from vaekit.data import prepare
-from vaekit.io import load_tensors
-from vaekit.priors import ClassFullGaussian, ClassGaussian, DiagonalGaussian
-from vaekit.train import fit
+from vaekit.data.config import DataConfig
+from vaekit.train.config import TrainConfig
+from vaekit.train.loop import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

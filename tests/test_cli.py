@@ -24,8 +24,8 @@ import torch
 from PIL import Image
 
 from vaekit.cli import main
-from vaekit.io import load_tensors
-from vaekit.train import COLUMNS
+from vaekit.core.io import load_tensors
+from vaekit.train.loop import COLUMNS
 
 VAEKIT = Path(sys.executable).with_name("vaekit")
 SMALL = ["--hidden", "64,32", "--quiet"]  # small, fast models; no progress bar on stderr
@@ -219,7 +219,7 @@ def test_evaluate_in_bf16_stays_within_a_tenth_of_a_nat_and_leaves_the_model_fp3
 ) -> None:
     import torch
 
-    from vaekit.runs import Run
+    from vaekit.runs.run import Run
 
     args = ("evaluate", demo, "--json", "--k", 200)
     rc, out, err = run(capsys, *args)
@@ -683,7 +683,7 @@ def test_non_finite_loss_through_the_cli(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The loss turns inf in epoch 2: one-line error, epoch 1's checkpoint kept."""
-    from vaekit.models import VAE
+    from vaekit.core.model import VAE
 
     original = VAE.loss
     out = tmp_path / "run"
@@ -752,7 +752,7 @@ def test_failing_before_the_first_checkpoint_leaves_nothing(tmp_path: Path, caps
 def test_ctrl_c_in_epoch_1_leaves_nothing(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vaekit.models import VAE
+    from vaekit.core.model import VAE
 
     def loss(self, x, **kw):
         raise KeyboardInterrupt
@@ -770,7 +770,7 @@ def test_evaluate_elbo_does_not_depend_on_k():
     import torch
 
     from vaekit import VAE, ModelConfig
-    from vaekit.evaluate import evaluate
+    from vaekit.train.evaluate import evaluate
 
     torch.manual_seed(0)
     model = VAE.from_config(ModelConfig(event_shape=(1, 8, 8), hidden=(16,), latent_dim=2))

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from vaekit.cli import main
-from vaekit.cluster import (
+from vaekit.cluster.estimator import (
     EXPECTED_FAILED_CHECKS,
     VAEClusterer,
     clustering_scores,
@@ -24,9 +24,9 @@ from vaekit.cluster import (
     reseed_empty,
     responsibilities,
 )
-from vaekit.config import ModelConfig
-from vaekit.models import VAE
-from vaekit.priors import DiagonalGaussian
+from vaekit.core.config import ModelConfig
+from vaekit.core.model import VAE
+from vaekit.core.posterior import DiagonalGaussian
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -114,7 +114,7 @@ def test_synthetic_mixture_is_recovered(fitted) -> None:
 
 
 def test_stage_lengths_give_small_data_enough_steps() -> None:
-    from vaekit.cluster_recipe import JOINT_STEPS, PRETRAIN_STEPS, PULL_STEPS
+    from vaekit.cluster.recipe import JOINT_STEPS, PRETRAIN_STEPS, PULL_STEPS
 
     est = VAEClusterer(10)
     # MNIST-sized (40 steps an epoch): the minimum epochs bind, whatever the initial space
@@ -367,7 +367,7 @@ def test_cli_nan_and_wrong_shape_write_nothing(tmp_path: Path, capsys) -> None:
 
 
 def test_draw_clusters_from_estimator_and_run(fitted, tmp_path: Path) -> None:
-    from vaekit.cluster_plots import draw_clusters
+    from vaekit.cluster.plots import draw_clusters
 
     est, x, y = fitted
     out = draw_clusters(est, x, y, tmp_path / "figs")

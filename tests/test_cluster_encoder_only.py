@@ -13,7 +13,7 @@ import torch
 
 from test_cluster import CLI_TINY, TINY, _csv_data, blobs_through_net
 from vaekit.cli import main
-from vaekit.cluster import VAEClusterer, hungarian_accuracy
+from vaekit.cluster.estimator import VAEClusterer, hungarian_accuracy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -47,8 +47,8 @@ def test_what_needs_a_decoder_refuses_in_one_line(fitted) -> None:
 def test_score_is_the_infomax_objective_and_prefers_the_data(fitted) -> None:
     """Without a decoder, score is minus the infomax loss (as KMeans.score is minus inertia):
     seeded, and higher on the data than on the same rows with their features shuffled."""
-    from vaekit.config import TrainConfig
-    from vaekit.infomax import infomax_figures
+    from vaekit.core.critic import infomax_figures
+    from vaekit.train.config import TrainConfig
 
     est, x, _ = fitted
     s = est.score(x)
@@ -74,7 +74,7 @@ def test_encoder_only_save_load_round_trip(fitted, tmp_path: Path) -> None:
 def test_pictures_show_members_instead_of_samples(fitted, tmp_path: Path) -> None:
     from PIL import Image
 
-    from vaekit.cluster_plots import draw_clusters
+    from vaekit.cluster.plots import draw_clusters
 
     _, x, y = fitted
     images = np.clip(x.reshape(-1, 1, 3, 4) * 0.2 + 0.5, 0, 1)

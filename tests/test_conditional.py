@@ -14,13 +14,16 @@ from PIL import Image
 
 from test_cli import FAST, assert_one_line_error, assert_same_training, checkpoint, run
 from vaekit import VAE, ModelConfig
-from vaekit.config import ConfigError, DataConfig, TrainConfig, from_dict, to_dict
+from vaekit.core.config import ConfigError, from_dict, to_dict
+from vaekit.core.io import load_tensors, save_tensors
+from vaekit.core.model import as_labels
+from vaekit.core.posterior import DiagonalGaussian
+from vaekit.core.priors import ClassGaussian
 from vaekit.data import prepare
-from vaekit.evaluate import conditional_accuracy, evaluate
-from vaekit.io import load_tensors, save_tensors
-from vaekit.models import as_labels
-from vaekit.priors import ClassGaussian, DiagonalGaussian
-from vaekit.train import fit
+from vaekit.data.config import DataConfig
+from vaekit.train.config import TrainConfig
+from vaekit.train.evaluate import conditional_accuracy, evaluate
+from vaekit.train.loop import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -14,12 +14,14 @@ import torch.distributions as D
 import torch.nn.functional as F
 
 from vaekit import VAE, ModelConfig
-from vaekit.config import ConfigError, RunConfig, from_dict, to_dict
-from vaekit.io import CheckpointError, Terminated, atomic_write, terminate_as_interrupt
-from vaekit.likelihoods import Bernoulli, Gaussian, LearnedGaussian
-from vaekit.models import networks_in
-from vaekit.objectives import elbo_loss, iwae_loss, log_likelihood
-from vaekit.priors import DiagonalGaussian, MixturePrior, StandardNormal
+from vaekit.core.config import ConfigError, from_dict, to_dict
+from vaekit.core.io import CheckpointError, Terminated, atomic_write, terminate_as_interrupt
+from vaekit.core.likelihoods import Bernoulli, Gaussian, LearnedGaussian
+from vaekit.core.objectives import elbo_loss, iwae_loss, log_likelihood
+from vaekit.core.posterior import DiagonalGaussian
+from vaekit.core.precision import networks_in
+from vaekit.core.priors import MixturePrior, StandardNormal
+from vaekit.runs.config import RunConfig
 
 
 def test_analytic_kl_matches_formula_library_and_monte_carlo():

@@ -14,7 +14,6 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from vaekit.config import DataConfig
 from vaekit.data import (
     DataError,
     Preprocessor,
@@ -24,6 +23,7 @@ from vaekit.data import (
     prepare,
     split_indices,
 )
+from vaekit.data.config import DataConfig
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MNIST = SHARED / "mnist"
@@ -471,8 +471,8 @@ def test_memory_mapped_npy_trains_to_the_same_weights_as_in_memory(tmp_path):
     """--mmap: batches read from disk give exactly the in-memory run (same rows, same order)."""
     from vaekit import VAE, ModelConfig, TrainConfig
     from vaekit.data import LazyRows
-    from vaekit.evaluate import evaluate
-    from vaekit.train import fit
+    from vaekit.train.evaluate import evaluate
+    from vaekit.train.loop import fit
 
     path = tmp_path / "digits.npy"
     np.save(path, (load_digits().data / 16).astype(np.float32).reshape(-1, 1, 8, 8))

@@ -11,11 +11,11 @@ import torch
 
 from test_cli import FAST, assert_one_line_error, run
 from vaekit import VAE, ModelConfig, TrainConfig
-from vaekit.config import DataConfig
+from vaekit.core.io import load_tensors
 from vaekit.data import prepare
-from vaekit.devices import DeviceError, resolve_device
-from vaekit.io import load_tensors
-from vaekit.train import fit
+from vaekit.data.config import DataConfig
+from vaekit.train.devices import DeviceError, resolve_device
+from vaekit.train.loop import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
@@ -176,7 +176,7 @@ def _smooth_fixed_noise(self, samples=1, generator=None):
 @pytest.mark.gpu
 @needs_gpu
 def test_gpu_and_cpu_training_agree_within_float_tolerance(monkeypatch) -> None:
-    from vaekit.priors import DiagonalGaussian
+    from vaekit.core.posterior import DiagonalGaussian
 
     monkeypatch.setattr(DiagonalGaussian, "rsample", _smooth_fixed_noise)
     splits = prepare(DataConfig(source="digits"))
@@ -238,7 +238,7 @@ def test_the_compiled_step_trains_the_eager_weights_within_float_tolerance() -> 
 
 
 def test_auto_compiles_only_on_cuda() -> None:
-    from vaekit.steps import compiles
+    from vaekit.train.steps import compiles
 
     cfg = TrainConfig()
     assert cfg.compile == "auto"
@@ -252,7 +252,7 @@ def test_auto_compiles_only_on_cuda() -> None:
 def test_a_failing_compiler_falls_back_to_eager_or_is_one_line(monkeypatch) -> None:
     """Where torch.compile fails: `auto` warns once and trains eagerly (the eager weights,
     bit for bit); `on` stops with a one-line CompileError naming --compile off."""
-    from vaekit import steps
+    from vaekit.train import steps
 
     def broken(fn, **kw):
         def call(*a, **k):

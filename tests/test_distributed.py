@@ -20,10 +20,10 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from vaekit import VAE, ModelConfig, TrainConfig
-from vaekit.config import DataConfig
+from vaekit.core.io import load_tensors
 from vaekit.data import prepare
-from vaekit.distributed import World
-from vaekit.io import load_tensors
+from vaekit.data.config import DataConfig
+from vaekit.train.distributed import World
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
 TIMEOUT = 240  # seconds: a job that hangs fails the test instead of the suite
@@ -64,7 +64,8 @@ def _fit_recording(rank: int, world: int, store: str, out: str, epochs: int, res
     """fit on rank `rank` of `world` (world 0: one process, no group), with fixed noise;
     records every step's gradients and which ranks ran the save unit. It patches vaekit's
     classes: run it only in a process of its own."""
-    from vaekit import priors, train
+    from vaekit.core import priors
+    from vaekit.train import loop as train
 
     torch.set_num_threads(1)
     if world:
@@ -257,7 +258,7 @@ def _processes_naming(path: Path) -> list[int]:
 def _early_stopping_worker(rank: int, store: str, out: str) -> None:
     """Each rank's own validation sums say the opposite (rank 0: better every epoch, rank 1:
     much worse); the sums reduced across ranks get worse, so both stop after `patience`."""
-    from vaekit import train
+    from vaekit.train import loop as train
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)

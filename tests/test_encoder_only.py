@@ -12,7 +12,7 @@ import torch
 
 from test_cli import FAST, assert_one_line_error, run, tree_hash
 from vaekit import VAE
-from vaekit.runs import Run
+from vaekit.runs.run import Run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

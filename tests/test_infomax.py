@@ -8,9 +8,8 @@ import math
 import pytest
 import torch
 
-from vaekit.config import DataConfig, ModelConfig, TrainConfig
-from vaekit.data import prepare
-from vaekit.infomax import (
+from vaekit.core.config import ModelConfig
+from vaekit.core.critic import (
     SeparableCritic,
     build_critic,
     check_estimator,
@@ -22,8 +21,11 @@ from vaekit.infomax import (
     mi_jsd,
     mi_matched,
 )
-from vaekit.models import VAE
-from vaekit.train import fit
+from vaekit.core.model import VAE
+from vaekit.data import prepare
+from vaekit.data.config import DataConfig
+from vaekit.train.config import TrainConfig
+from vaekit.train.loop import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

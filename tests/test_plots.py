@@ -14,9 +14,9 @@ from PIL import Image
 from scipy.stats import norm
 from torch import nn
 
-from vaekit import plots
-from vaekit.config import ModelConfig
-from vaekit.report import write_report
+from vaekit import viz as plots
+from vaekit.core.config import ModelConfig
+from vaekit.viz.report import write_report
 
 
 class FakeVAE(nn.Module):

@@ -27,8 +27,8 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient
 
 from vaekit.cli import main
-from vaekit.config import load_run_config, save_json
-from vaekit.models import VAE
+from vaekit.core.model import VAE
+from vaekit.runs.config import load_run_config, save_json
 from vaekit.serve import create_app
 from vaekit.serve.app import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, host_name, is_loopback
 

@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import vaekit.train as train_module
+import vaekit.train.loop as train_module
 from vaekit.cli import main
-from vaekit.config import DataConfig, ModelConfig, TrainConfig
+from vaekit.core.config import ModelConfig
+from vaekit.core.io import load_tensors
+from vaekit.core.model import VAE
 from vaekit.data import prepare
-from vaekit.io import load_tensors
-from vaekit.models import VAE
-from vaekit.train import COLUMNS, TrainingError, TrainingInterrupted, evaluate_loss, fit
+from vaekit.data.config import DataConfig
+from vaekit.train.config import TrainConfig
+from vaekit.train.loop import COLUMNS, TrainingError, TrainingInterrupted, evaluate_loss, fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -376,7 +378,7 @@ def test_digits_quality_target(tmp_path: Path) -> None:
 
 def test_fit_flushes_denormals_in_every_thread_and_restores_them():
     """torch.set_flush_denormal alone covers only the calling thread; fit covers all."""
-    from vaekit import denormals
+    from vaekit.train import denormals
 
     big = torch.full((2_000_000,), 1e-40)  # large enough to be split across threads
 
@@ -415,7 +417,7 @@ def test_tensorboard_scalars_are_written_when_tensorboard_is_installed(tmp_path)
 
 def test_bf16_copies_match_autocast_and_leave_the_model_fp32():
     """--precision bf16: the networks run on bf16 copies; grads land on the fp32 parameters."""
-    from vaekit.models import LowPrecision
+    from vaekit.core.precision import LowPrecision
 
     torch.manual_seed(0)
     model = VAE.from_config(ModelConfig(event_shape=(1, 8, 8), hidden=(64, 32), latent_dim=4))

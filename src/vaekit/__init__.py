@@ -10,8 +10,11 @@ vaekit.VAEClusterer (one-step clustering, a Gaussian-mixture prior) and vaekit.V
 
 from typing import Any
 
-from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from vaekit.models import VAE
+from vaekit.core.config import ModelConfig
+from vaekit.core.model import VAE
+from vaekit.data.config import DataConfig
+from vaekit.runs.config import RunConfig
+from vaekit.train.config import TrainConfig
 
 __all__ = [
     "VAE",

@@ -8,12 +8,14 @@ or the images file), ``.npz``, ``.npy``, ``.csv``, ``.mat`` and folders of PNG/J
 Problems raise `DataError` with a one-line message saying what is wrong and how to fix it.
 Nothing here unpickles: NumPy files are always read with ``allow_pickle=False``.
 
-The package, one module per concept: `base` (DataError, Dataset), the formats (`idx`, `images`,
-`arrays`, `tables`), `sources` (load_source: dispatch and the common checks), `preprocess`
-(Preprocessor) and `splits` (split_indices, prepare, LazyRows, load_like_run).
+The package, one module per concept: `config` (DataConfig), `base` (DataError, Dataset), the
+formats (`idx`, `images`, `arrays`, `tables`), `sources` (load_source: dispatch and the common
+checks), `preprocess` (Preprocessor) and `splits` (split_indices, prepare, LazyRows,
+load_like_run).
 """
 
 from vaekit.data.base import ACCEPTED, DataError, Dataset
+from vaekit.data.config import DataConfig
 from vaekit.data.preprocess import Preprocessor
 from vaekit.data.sources import load_source
 from vaekit.data.splits import (
@@ -30,6 +32,7 @@ from vaekit.data.splits import (
 __all__ = [
     "ACCEPTED",
     "MMAP_FIT_ROWS",
+    "DataConfig",
     "DataError",
     "Dataset",
     "LazyRows",

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.config import DataConfig
 from vaekit.data.base import DataError
+from vaekit.data.config import DataConfig
 
 
 @dataclass

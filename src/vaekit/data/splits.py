@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.config import DataConfig
 from vaekit.data.base import DataError, Dataset
+from vaekit.data.config import DataConfig
 from vaekit.data.preprocess import Preprocessor
 from vaekit.data.sources import load_source
 from vaekit.data.tables import csv_lacks_column

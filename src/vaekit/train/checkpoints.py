@@ -12,10 +12,11 @@ from typing import Any
 
 import torch
 
-from vaekit.config import TrainConfig, to_dict
-from vaekit.devices import device_of
-from vaekit.io import CheckpointError, load_tensors, save_tensors
-from vaekit.models import VAE, load_state
+from vaekit.core.config import to_dict
+from vaekit.core.io import CheckpointError, load_tensors, save_tensors
+from vaekit.core.model import VAE, load_state
+from vaekit.core.utils import device_of
+from vaekit.train.config import TrainConfig
 
 FORMAT = "vaekit.checkpoint/1"
 

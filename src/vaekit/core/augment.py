@@ -1,4 +1,4 @@
-"""Cheap random views of a batch for the encoder-only model's training step (vaekit.infomax).
+"""Cheap random views of a batch for the encoder-only model's training step (vaekit.core.critic).
 
 Two views, both channels x -> x~ (so data processing keeps every MI estimate a lower bound):
 
@@ -28,8 +28,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from vaekit.config import ModelConfig
-from vaekit.likelihoods import check_unit_interval
+from vaekit.core.config import ModelConfig
+from vaekit.core.likelihoods import check_unit_interval
 
 TABLE_SIZE = 1 << 22  # 16 MiB of float32: 40 batches of 128 MNIST images
 _TABLE_SEED = 20261130

@@ -1,153 +1,52 @@
 """Features without a decoder: the "prior + mutual information" view of the VAE.
 
-The derivation. Write the data distribution p~(x) and the encoder q(z|x); the VAE minimizes
+For the best possible decoder the VAE's loss is, up to a constant,
 
-    KL(p~(x) q(z|x) || p(z) p(x|z))
-      = E_x[ KL(q(z|x) || p(z)) ]  -  E_{x,z}[ log p(x|z) ]  -  H(x).
+    E_x[ KL(q(z|x) || p(z)) ]  -  I_q(x; z),
 
-Under the joint q(x, z) = p~(x) q(z|x), the reconstruction term is bounded by the conditional
-entropy, -E log p(x|z) >= H(x|z) = H(x) - I_q(x; z), with equality when the decoder is the
-exact posterior q(x|z). So, for the best possible decoder,
-
-    VAE loss  =  E_x[ KL(q(z|x) || p(z)) ]  -  I_q(x; z)          (+ a constant),
-                 `------- prior term ----'    `- information term -'
-
-and the decoder is only the *variational bound* on I_q(x; z). Replace the bound by a direct
-estimate of I(x; z) and the decoder is gone. With weights (beta on the prior term, mi_weight on
-the information term) the loss here is
+so the decoder is only a variational bound on I_q(x; z). Replace the bound by a direct estimate
+of the mutual information and the decoder is gone:
 
     loss = beta * E_x[KL(q(z|x) || p(z))]  -  mi_weight * MI_hat(x; z).
 
-What each term does. Since E_x KL(q(z|x) || p(z)) = I_q(x; z) + KL(q(z) || p(z)) (q(z) the
-aggregate posterior), the loss with an exact estimate is
+Since E_x KL(q(z|x) || p(z)) = I_q(x; z) + KL(q(z) || p(z)), only the excess of mi_weight over
+beta rewards information (mi_weight / beta is the exchange rate between nats kept and nats of
+rate paid).
 
-    loss = beta * KL(q(z) || p(z))  -  (mi_weight - beta) * I_q(x; z).
+The estimators: a critic T(x, z) scores every pair of a batch, scores[i, j] = T(x_i, z_j) with
+z_j a reparameterized draw of q(z|x_j); the diagonal holds draws of the joint, the rest of the
+product of marginals. InfoNCE (`mi_infonce`) is a lower bound on I(x; z) in nats, never above
+log B; the Jensen-Shannon form of Deep InfoMax (`mi_jsd`) bounds 2 * JSD and its critic's
+matched-pair mean (`mi_matched`) estimates I(x; z) in nats.
 
-  * the prior term (beta) keeps the codes where the prior is: each q(z|x) is pulled toward
-    p(z), and over the data the aggregate posterior q(z) toward p(z), so the features are
-    centred, on a common scale and noise-robust (z is a noisy sample; a feature must survive
-    the posterior's noise to count as information);
-  * the information term (mi_weight) rewards keeping information about x in z. Only its excess
-    over beta rewards information: at mi_weight = beta the exact objective is KL(q(z) || p(z))
-    alone, which a z that forgets x minimizes. So mi_weight > beta (in nats: the InfoNCE
-    estimate is in nats, and then mi_weight / beta is the exchange rate between nats of
-    information kept and nats of rate paid).
-
-The estimators. A critic T(x, z) scores every pair of a batch: scores[i, j] = T(x_i, z_j), z_j a
-reparameterized draw of q(z|x_j). The diagonal holds draws of the joint q(x, z); off the
-diagonal z is shuffled across the batch, draws of the product p~(x) q(z). Two forms:
-
-  * InfoNCE (van den Oord et al. 2018): mean_i [T_ii - logsumexp_j T_ij] + log B, a lower bound
-    on I(x; z) in nats for any critic, never above log B (B the batch size); tight when
-    I << log B and T is the log density ratio up to a function of x.
-  * Jensen-Shannon (the f-GAN form Deep InfoMax uses): E_joint[-softplus(-T)] -
-    E_product[softplus(T)] + log 4, a lower bound on 2 * JSD(q(x, z) || p~(x) q(z)) in nats
-    (0 at independence, at most log 4). Not I(x; z) itself, but its critic's optimum is the log
-    density ratio T* = log q(x, z) / (p~(x) q(z)), so the matched-pair mean E_joint[T] of a
-    well-trained JSD critic estimates I(x; z) in nats (an estimate, not a bound: it can land on
-    either side of the truth; no log B cap). It is steadier to train than InfoNCE (Hjelm et
-    al. 2019), at the price of not being in nats, so its mi_weight is on another scale.
-
-What information counts: the critic sees a noisy view. Information about x alone does not
-pick features: I(x; z) is unchanged by any invertible map of z, so an encoder that keeps "which
-example is this" by any feature at all (a pixel pattern no class shares) scores as well as one
-that keeps the digit's shape. The VAE's decoder breaks that tie through its likelihood: a
-Bernoulli or Gaussian p(x|z) only rewards information at the scale of its own noise, so the
-code spends its nats on the large, common variations of x. The critic does the same here:
-during training it scores z against x~ = x + s * std(x) * sqrt(D) * eps (eps of mean 0 and
-variance 1 per feature, uniform because that is cheaper to draw on a CPU (`vaekit.augment`;
-the critic sees A eps, Gaussian by the central limit), std(x) the batch's overall standard
-deviation, D the number of features, s = `critic_noise`), and
-
-    I(x~; z) <= I(x; z)                   (data processing: z <- x -> x~),
-
-so maximizing the estimate of I(x~; z) rewards exactly the information about x that survives
-pixel noise of that scale: coarse structure first, as the likelihood's noise does in a VAE and
-input noise does in Linsker's infomax (where it makes the linear solution principal
-components). The sqrt(D) makes the noise resolution-free: a feature that averages a region of
-pixels sees the same noise whether the image has 8x8 or 28x28 of them (s = 0.2 suits both the
-8x8 digits and 28x28 MNIST; without noise the 5-NN accuracy on the digits' posterior means
-fell from 0.97 to 0.77). Evaluation (eval mode) scores clean x.
-
-What the code comes from: the encoder's view. The other side of each pair can be made coarse
-too. In training (`ModelConfig.augment`, "auto" by default) the encoder of an image model
-sees x' = a Bernoulli sample of x (pixels read as probabilities, the channel a Bernoulli
-likelihood describes), translated by up to round(side / 28) pixels, and z ~ q(z|x'). That is
-a channel x -> x' -> z, so the augmented encoder, q(z|x) = E_{x'|x} q(z|x'), is an encoder like
-any other and every estimate stays a lower bound on its I(x; z). What changes is which
-information is worth keeping: only what survives resampling the pixels and moving the image
-by a pixel, i.e. shape, which is what a linear read-out of the class wants. MNIST, 30 epochs,
-seeds 0-3: linear probe 0.900-0.910 without the VAE's decoder (0.862-0.871 with no
-augmentation; the VAE 0.889-0.905), 5-NN 0.948-0.955. The 8 x 8 digits get no shift
-(round(8 / 28) = 0: a pixel is an eighth of the image, and a shift cost the probe 0.03 there),
-only the Bernoulli sample: linear probe 0.969-0.978 over seeds 0-3 (0.944-0.967 unaugmented,
-the VAE 0.942-0.978, PCA 0.961, the raw pixels 0.972), at some cost to the neighbours (5-NN
-0.981-0.989, against 0.992-0.994 unaugmented and PCA's 0.992). Not for tables ("auto"
-leaves them alone). Evaluation (eval mode) encodes x itself.
+Which information counts. I(x; z) does not care which features of x are kept, so in training
+the critic scores z against a noisy view x + s * std(x) * sqrt(D) * eps (s = `critic_noise`):
+by data processing only information that survives pixel noise of that scale is rewarded, as a
+likelihood's noise does for a VAE; sqrt(D) makes s independent of the resolution. The encoder
+of an image model may see a Bernoulli sample of x shifted by round(side / 28) pixels
+(`ModelConfig.augment`, `vaekit.core.augment`): a channel x -> x' -> z, so every estimate stays
+a bound on the augmented encoder's I(x; z), and what is worth keeping is the shape. Evaluation
+(eval mode) uses clean x on both sides.
 
 Units: `Loss.distortion` holds minus the MI estimate in nats (the decoder-free analogue of
--E log p(x|z) >= H(x) - I(x; z), so lower is better, as for a VAE): the InfoNCE bound for
-`estimator="infonce"`, the JSD critic's matched-pair mean E_joint[T] for `estimator="jsd"`.
-
-Cost: the critic is separable, T(x, z) = (A x) . g(z) / sqrt(critic_dim), A one linear layer
-and g a small MLP of z: one (B, k) x (k, B) matrix product scores all B^2 pairs, so a step costs
-the encoder plus one narrow layer over x instead of the encoder plus a full decoder and its
-likelihood. One CPU thread, batch 128, the encoder's augmentation included: MNIST 1.49-1.58x
-the VAE's samples/s; the 8 x 8 digits 1.17-1.27x. On the digits the steps are so short that
-what every step has (the encoder, Adam) weighs more: even the encoder alone, with its
-posterior, KL and Adam and no critic at all, steps only 1.8x as fast as the VAE, and the
-critic's dozen small matrix products (forward and backward, 12-50 us each on one thread) and
-their Adam update add about 1 ms to that (benchmarks/study_infomax_step.py).
-
-The recipe (the defaults; benchmarks/results/infomax_{digits,mnist}.md, latent 16, encoder
-D-512-256, batch 128, beta 1): InfoNCE, mi_weight 200, critic_noise 0.2, critic_dim 64,
-critic_hidden (256,) on the z side, augment "auto". Linear-probe / 5-NN accuracy of the
-posterior means (seed 0):
-
-    MNIST test set (8,000 / 2,000), 30 epochs   infomax 0.910 / 0.955   VAE 0.893 / 0.940
-                                                PCA-16  0.862 / 0.946   pixels 0.902 / 0.948
-    digits (1,438 / 359), 100 epochs            infomax 0.972 / 0.989   VAE 0.942 / 0.950
-                                                PCA-16  0.961 / 0.992   pixels 0.972 / 0.992
-
-Why these settings, one line each (the sweeps, their seeds and the settings they ran under:
-benchmarks/results/infomax_views.md and benchmarks/study_infomax_views.py; "before" marks a
-sweep run before the encoder's augmentation, with Gaussian critic noise):
-  * InfoNCE, not JSD: JSD's neighbours are worse (MNIST 0.897 / 0.926, digits 0.972 / 0.983).
-  * mi_weight 200: 50-100 lose neighbours; 500-1000 buy rate (21 -> 34 nats), not accuracy
-    (before).
-  * beta 1: beta 2-8 trades neighbours for linear separability and never reached the VAE's
-    probe (beta 4, the VAE's rate: 0.884 / 0.934; before).
-  * critic_noise 0.2: without noise the digits' 5-NN fell from 0.97 to 0.77; 0.1 helps the
-    digits (0.969 / 0.992, mean of seeds 0-3) but loses on MNIST (0.899 / 0.944 at seed 0).
-  * a linear x side: an MLP over x was worse on MNIST (0.841 / 0.868 against 0.849 / 0.906 at
-    15 epochs; before) and slower (1.3x the VAE's speed instead of 1.5-1.8x).
-  * the encoder's augmentation rather than a two-view critic (g(mu(x~)) . g(z), SimCLR's
-    form): the same MNIST probe (0.906 over three seeds), but the critic's second encoder
-    pass makes a step slower than the VAE's (0.78x its samples/s).
-  * the augmentation's random numbers from a noise table (`vaekit.augment`): fresh ones cost
-    0.9 ms a step (1.3x the VAE's speed), the table 0.3 ms.
-
-What the encoder-only model does not reach, on the digits: PCA's 5-NN accuracy (0.987 mean
-over seeds 0-3 against 0.992, one to four test digits of 359; the unaugmented model's 0.993
-passes it, at a linear probe of 0.954, below PCA's), and 1.5x the VAE's speed (above).
+-E log p(x|z)). The critic is separable (`build_critic`), so one (B, k) x (k, B) product scores
+all B^2 pairs. The defaults, their sweeps and the speed against the VAE are on the docs'
+features benchmark page.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit import augment
-from vaekit.config import ModelConfig
-from vaekit.nets import mlp
-from vaekit.objectives import Loss
-
-if TYPE_CHECKING:
-    from vaekit.models import VAE
+from vaekit.core import augment
+from vaekit.core.config import ModelConfig
+from vaekit.core.nets import mlp
+from vaekit.core.objectives import Loss
 
 ESTIMATORS = ("jsd", "infonce")
 LOG4 = math.log(4.0)
@@ -190,8 +89,7 @@ def build_critic(cfg: ModelConfig) -> nn.Module:
     data space, the same form as a Gaussian decoder's log-likelihood up to terms that InfoNCE
     cancels (-|x - d(z)|^2 / 2 s^2 = x . d(z) / s^2 - |d(z)|^2 / 2 s^2 - |x|^2 / 2 s^2): a
     decoder scored by contrast instead of by likelihood, one narrow layer over x, so a step
-    costs little more than the encoder. An MLP over x made the features worse on MNIST and the
-    steps slower (see the module docstring); `SeparableCritic` takes one for Python users.
+    costs little more than the encoder. `SeparableCritic` also takes an MLP over x.
     For either `arch` (the critic only checks the pairing; it need not see images as the
     encoder does).
     """
@@ -234,11 +132,8 @@ def mi_infonce(scores: torch.Tensor) -> torch.Tensor:
     bound on I(x; z) in nats, never above log B. Each x_i picks its own z among the batch's.
 
     Computed as log B minus the cross-entropy of row i's scores against class i: the same
-    number through one fused log_softmax, forward and backward 0.11 ms for 128 x 128 scores
-    on one CPU thread against 0.18 ms for diagonal - logsumexp. And it stays fast where
-    torch.logsumexp does not: on the CPU its exp of arguments below about -87 (where float32
-    underflows) takes a slow path, 1.3 ms for scores that span a hundred nats or more (a
-    trained digits critic's rows span about 15)."""
+    number through one fused log_softmax, which is faster than diagonal - logsumexp and has no
+    slow path for scores that span many nats."""
     _check_scores(scores)
     b = scores.shape[0]
     matched = torch.arange(b, device=scores.device)
@@ -257,17 +152,17 @@ def check_estimator(estimator: str) -> None:
         raise ValueError(f"mi estimator {estimator!r} is not one of {', '.join(ESTIMATORS)}")
 
 
-def _critic_scores(model: VAE, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def _critic_scores(model: Any, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return model.run_critic(x, z).float()
 
 
-def critic_noise(model: VAE) -> float:
+def critic_noise(model: Any) -> float:
     """The critic's input noise s (units of the batch's standard deviation times sqrt(D)):
     `ModelConfig.critic_noise`."""
     return float(model.config.critic_noise)
 
 
-def critic_view(model: VAE, x: torch.Tensor) -> torch.Tensor:
+def critic_view(model: Any, x: torch.Tensor) -> torch.Tensor:
     """What the critic sees of x: (batch, *event_shape). In training mode the noisy view x + s *
     std(x) * sqrt(D) * eps (see the module docstring); in eval mode x itself."""
     s = critic_noise(model)
@@ -277,7 +172,7 @@ def critic_view(model: VAE, x: torch.Tensor) -> torch.Tensor:
     return x + sigma * augment.unit_noise_like(x)
 
 
-def encoder_input(model: VAE, x: torch.Tensor) -> torch.Tensor:
+def encoder_input(model: Any, x: torch.Tensor) -> torch.Tensor:
     """What the encoder sees of x: (batch, *event_shape). In training mode, where the config
     asks for it (`augment.encoder_pixels`), a Bernoulli sample of the images translated by a
     pixel or so; otherwise x itself."""
@@ -288,7 +183,7 @@ def encoder_input(model: VAE, x: torch.Tensor) -> torch.Tensor:
 
 
 def infomax_terms(
-    model: VAE, x: torch.Tensor, y: torch.Tensor | None = None, *, estimator: str = "infonce"
+    model: Any, x: torch.Tensor, y: torch.Tensor | None = None, *, estimator: str = "infonce"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(rate, mi, mi_nats) for a batch x: (batch, *event_shape), scalars, means over the batch.
 
@@ -313,7 +208,7 @@ def infomax_terms(
 
 
 def infomax_loss(
-    model: VAE,
+    model: Any,
     x: torch.Tensor,
     y: torch.Tensor | None = None,
     *,
@@ -335,7 +230,7 @@ def infomax_loss(
 
 @torch.no_grad()
 def infomax_figures(
-    model: VAE,
+    model: Any,
     x: torch.Tensor,
     y: torch.Tensor | None = None,
     *,

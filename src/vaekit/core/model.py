@@ -11,7 +11,6 @@ required where the model observes y and refused where it does not.
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaekit import augment, objectives
-from vaekit.config import (
+from vaekit.core import augment, objectives
+from vaekit.core.config import (
     CLASS_PRIORS,
     ConfigError,
     ModelConfig,
@@ -28,10 +27,13 @@ from vaekit.config import (
     from_dict,
     to_dict,
 )
-from vaekit.io import CheckpointError, load_tensors, save_tensors
-from vaekit.likelihoods import Likelihood, build_likelihood, check_finite
-from vaekit.nets import build_networks
-from vaekit.priors import CommonNoise, DiagonalGaussian, Prior, build_prior
+from vaekit.core.critic import build_critic, infomax_loss
+from vaekit.core.io import CheckpointError, load_tensors, save_tensors
+from vaekit.core.likelihoods import Likelihood, build_likelihood, check_finite
+from vaekit.core.nets import build_networks
+from vaekit.core.posterior import CommonNoise, DiagonalGaussian
+from vaekit.core.precision import LowPrecision, networks_in
+from vaekit.core.priors import Prior, build_prior
 
 FORMAT = "vaekit.model/1"
 
@@ -57,7 +59,7 @@ class VAE(nn.Module):
         self.decoder = decoder  # None: an encoder-only model, trained with its critic
         self.prior = prior
         self.likelihood = likelihood
-        self.critic = critic  # T(x, z) of the infomax objective (vaekit.infomax)
+        self.critic = critic  # T(x, z) of the infomax objective (vaekit.core.critic)
         # Set by the trainer for --precision bf16: low-precision copies of the networks that
         # the forward pass runs through; densities, KL and the loss stay in fp32.
         self.low_precision: LowPrecision | None = None
@@ -72,8 +74,6 @@ class VAE(nn.Module):
             config.prior, config.latent_dim, config.mixture_components, config.num_classes
         )
         if not config.decoder:  # encoder-only: the prior + mutual information objective
-            from vaekit.infomax import build_critic
-
             return cls(config, encoder, None, prior, None, critic=build_critic(config))
         return cls(config, encoder, decoder, prior, build_likelihood(config))
 
@@ -161,8 +161,6 @@ class VAE(nn.Module):
         if objective is None:
             objective = "elbo" if self.has_decoder else "infomax"
         if objective == "infomax":
-            from vaekit.infomax import infomax_loss
-
             return infomax_loss(self, x, y, beta=beta, mi_weight=mi_weight, estimator=mi_estimator)
         self.require_decoder(f"be trained with the {objective} objective")
         if objective == "iwae":
@@ -362,63 +360,6 @@ def as_labels(
     return t if device is None else t.to(device)
 
 
-PRECISIONS = ("fp32", "bf16")
-# bf16 pays on an AMX CPU only where matmuls dominate a step: a network of this many weights
-# or more (one thread, batch 128, a step's time fp32 / bf16: MLPs of 1.08M-7.4M weights
-# 1.08-1.97x, of 10k-477k 0.56-1.21x; benchmarks/results/precision_sweep.md).
-BF16_MIN_WEIGHTS = 500_000
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` runs bf16 matmuls natively: a CPU with AMX tiles (Intel Sapphire Rapids
-    and later). False elsewhere, GPUs included: bf16 on a GPU is not measured here."""
-    if device.type != "cpu":
-        return False
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x
-    try:
-        return bool(amx()) if amx is not None else False
-    except (RuntimeError, AttributeError):
-        return False
-
-
-def resolve_precision(precision: str, model: VAE, device: torch.device) -> str:
-    """Precision "auto" -> "bf16" where it trains this model faster than fp32, else "fp32";
-    "fp32" and "bf16" stay as they are.
-
-    bf16 is faster where the hardware runs its matmuls natively (`native_bf16`) and they are
-    most of a step: an MLP of at least BF16_MIN_WEIGHTS weights. Measured on an AMX Xeon, one
-    thread, fit of VAEDetector's defaults: the MNIST MLP (784-512-256-16, 1.08M weights)
-    1.25-1.41x as fast as fp32 (benchmarks/results/anomaly_mnist_speed_auto.md); the digits'
-    (64-512-256-16, 342k) and a table's (30-64-32-8, 10k) slower in bf16, the per-step weight
-    and gradient copies costing more than their small matmuls save. On a CPU without AMX
-    bf16 was 12x slower; GPUs and conv nets are not measured: fp32 there.
-    """
-    if precision != "auto":
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision {precision!r} is not one of auto, {', '.join(PRECISIONS)}")
-        return precision
-    weights = sum(p.numel() for p in model.parameters())
-    big = model.config.arch == "mlp" and weights >= BF16_MIN_WEIGHTS
-    return "bf16" if big and native_bf16(device) else "fp32"
-
-
-@contextlib.contextmanager
-def networks_in(model: VAE, precision: str) -> Iterator[None]:
-    """Run the model's encoder and decoder in `precision` ("fp32" or "bf16") for the block.
-
-    The model's own fp32 weights are untouched; bf16 runs through `LowPrecision` copies made
-    on entry (so they equal the weights at that moment) and dropped on exit.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    previous = model.low_precision
-    model.low_precision = LowPrecision(model) if precision == "bf16" else None
-    try:
-        yield
-    finally:
-        model.low_precision = previous
-
-
 @contextlib.contextmanager
 def common_noise(model: VAE, seed: int) -> Iterator[None]:
     """Within the block, every posterior of `model` draws common random numbers (the s-th
@@ -430,72 +371,6 @@ def common_noise(model: VAE, seed: int) -> Iterator[None]:
         yield
     finally:
         model.common_noise = previous
-
-
-class LowPrecision:
-    """bf16 copies of a model's encoder and decoder (or critic), for mixed-precision training.
-
-    The fp32 parameters stay the model's own (the optimizer, checkpoints and saved files see
-    only them); the forward and backward passes run through these copies. Per step the trainer
-    calls `zero_grad`, then after backward `push_grads` (bf16 gradients -> fp32 .grad), then
-    after the optimizer step `pull` (fp32 weights -> bf16): two foreach copies, instead of
-    autocast casting every weight and every weight gradient op by op. Not registered as
-    submodules on purpose, so the model's state_dict is unchanged. The copies have no
-    train/eval-dependent layers (none of vaekit's networks do).
-    """
-
-    def __init__(self, model: VAE, dtype: torch.dtype = torch.bfloat16):
-        self.dtype = dtype
-
-        def copied(net: nn.Module | None) -> nn.Module | None:
-            return None if net is None else copy.deepcopy(net).to(dtype)
-
-        self.encoder = copied(model.encoder)
-        self.decoder = copied(model.decoder)
-        self.critic = copied(model.critic)  # an encoder-only model's, else None
-        pairs = [
-            (m, c)
-            for m, c in (
-                (model.encoder, self.encoder),
-                (model.decoder, self.decoder),
-                (model.critic, self.critic),
-            )
-            if m is not None
-        ]
-        self.master = [p for m, _ in pairs for p in m.parameters()]
-        self.low = [p for _, c in pairs for p in c.parameters()]
-        self.grads = [torch.empty_like(p) for p in self.master]
-
-    @torch.no_grad()
-    def pull(self) -> None:
-        """Copy the fp32 weights into the low-precision networks."""
-        _copy_all(self.low, self.master)
-
-    def zero_grad(self) -> None:
-        for p in self.low:
-            p.grad = None
-
-    @torch.no_grad()
-    def push_grads(self) -> None:
-        """Hand the low-precision gradients to the fp32 parameters (as fp32)."""
-        pairs = [
-            (g, p.grad, m)
-            for g, p, m in zip(self.grads, self.low, self.master, strict=True)
-            if p.grad is not None
-        ]
-        if pairs:
-            _copy_all([g for g, _, _ in pairs], [q for _, q, _ in pairs])
-        for g, _, m in pairs:
-            m.grad = g
-
-
-def _copy_all(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
-    """dst[i].copy_(src[i]) for all i, in one foreach kernel where torch has it."""
-    if hasattr(torch, "_foreach_copy_"):
-        torch._foreach_copy_(dst, src)
-    else:  # older torch
-        for d, s in zip(dst, src, strict=True):
-            d.copy_(s)
 
 
 def load_state(module: nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from vaekit.config import ModelConfig
+from vaekit.core.config import ModelConfig
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

@@ -8,10 +8,13 @@ from typing import Any
 
 import torch
 
+from vaekit.core.model import VAE
+from vaekit.core.objectives import bits_per_dim, elbo_terms, log_likelihood
+from vaekit.core.precision import networks_in
+from vaekit.core.utils import device_of, fork_rng
 from vaekit.data import LazyRows
-from vaekit.devices import device_of, fork_rng
-from vaekit.models import VAE, networks_in
-from vaekit.objectives import bits_per_dim, elbo_terms, log_likelihood
+from vaekit.train.config import TrainConfig
+from vaekit.train.rows import Rows
 
 
 @torch.no_grad()
@@ -49,7 +52,7 @@ def evaluate(
     if n == 0:
         raise ValueError("nothing to evaluate: the data hold 0 examples")
     if not model.has_decoder:  # encoder-only: the infomax loss, its terms and an MI estimate
-        from vaekit.infomax import infomax_figures
+        from vaekit.core.critic import infomax_figures
 
         model.eval()
         with networks_in(model, precision):
@@ -141,3 +144,40 @@ def conditional_accuracy(
         else float("nan"),
         "samples_per_class": per_class,
     }
+
+
+def evaluate_loss(
+    model: VAE,
+    x: Rows,
+    batch_size: int = 512,
+    y: torch.Tensor | None = None,
+    cfg: TrainConfig | None = None,
+) -> list[float]:
+    """[-ELBO, rate, distortion] (beta = 1, analytic KL where possible), mean over x, nats;
+    for an encoder-only model the infomax loss and its terms (cfg's estimator and weight).
+    y: (n,) labels for a model that observes them."""
+    return (loss_sums(model, x, torch.arange(len(x)), batch_size, y, cfg) / len(x)).tolist()
+
+
+@torch.no_grad()
+def loss_sums(
+    model: VAE,
+    x: Rows,
+    idx: torch.Tensor,
+    batch_size: int = 512,
+    y: torch.Tensor | None = None,
+    cfg: TrainConfig | None = None,
+) -> torch.Tensor:
+    """evaluate_loss's terms summed over the rows `idx` of x: a (3,) tensor on the model's
+    device."""
+    was_training = model.training
+    model.eval()
+    device = device_of(model)
+    sums = torch.zeros(3, device=device)
+    mi = {} if cfg is None else {"mi_weight": cfg.mi_weight, "mi_estimator": cfg.mi_estimator}
+    for part in idx.split(max(batch_size, 512)):
+        yb = None if y is None else y[part].to(device)
+        loss = model.loss(x[part].to(device), y=yb, **mi)
+        sums += torch.stack(loss) * len(part)
+    model.train(was_training)
+    return sums

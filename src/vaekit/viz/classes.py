@@ -1,6 +1,6 @@
 """Pictures of the class variable y: a grid with a name on every row (and column), a row of
 samples per class of a conditional model, and style transfer (one input's z decoded with every
-label). Built on the array helpers of `vaekit.plots`; `plot_run` calls `conditional_figures`.
+label). Built on the array helpers of `vaekit.viz.images`; `plot_run` calls `conditional_figures`.
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.plots import (
+from vaekit.viz.images import (
     _DPI,
     _GAP,
     ArrayLike,
     _framed_axes,
     _prepare,
-    _save,
     _scale,
     _tile,
     _to_numpy,
     as_images,
+    save_figure,
 )
 
 
@@ -64,7 +64,7 @@ def labelled_grid(
         spine.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=11, y=1.0 - 0.05 / (grid.shape[0] * s / _DPI + top))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def conditional_figures(

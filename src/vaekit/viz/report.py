@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from vaekit.io import atomic_write_text
+from vaekit.core.io import atomic_write_text
 
 __all__ = ["CAPTIONS", "write_report"]
 

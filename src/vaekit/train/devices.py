@@ -1,5 +1,5 @@
 """Where a model runs: a user's device name to a `torch.device`, the rule for keeping the
-training data on it, and a seeded-RNG fork that covers it.
+training data on it.
 
 Names: ``auto`` (CUDA where torch sees a GPU, else MPS where torch reports it, else the CPU),
 ``cpu``, ``cuda``, ``cuda:N``, ``mps``. A device that is not there is a one-line
@@ -8,9 +8,6 @@ tensors are saved from the CPU and loaded onto it, then moved.
 """
 
 from __future__ import annotations
-
-import contextlib
-from collections.abc import Iterator
 
 import torch
 
@@ -71,14 +68,6 @@ def describe(device: torch.device) -> str:
     return str(device)
 
 
-def device_of(module: torch.nn.Module) -> torch.device:
-    """The device of a module's first parameter (the CPU for one without parameters)."""
-    try:
-        return next(module.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
 def fits_on(device: torch.device, nbytes: int) -> bool:
     """Whether data of nbytes may live on `device` for the whole of training (the rule:
     the CPU always; CUDA when it takes at most RESIDENT_SHARE of the free memory; MPS shares
@@ -87,14 +76,3 @@ def fits_on(device: torch.device, nbytes: int) -> bool:
         free, _ = torch.cuda.mem_get_info(device)
         return nbytes <= RESIDENT_SHARE * free
     return True
-
-
-@contextlib.contextmanager
-def fork_rng(device: torch.device) -> Iterator[None]:
-    """torch.random.fork_rng covering the CPU and, for CUDA, `device`'s generator."""
-    if device.type == "cuda":
-        with torch.random.fork_rng(devices=[device.index or 0], device_type="cuda"):
-            yield
-    else:
-        with torch.random.fork_rng(devices=[]):
-            yield

@@ -23,21 +23,24 @@ from typing import Any
 
 import torch
 
-from vaekit import distributed
-from vaekit.config import (
-    ConfigError,
-    ModelConfig,
-    RunConfig,
-    load_run_config,
-    save_json,
-    to_dict,
-)
+from vaekit.train import distributed
+from vaekit.core.config import ConfigError, ModelConfig, to_dict
+from vaekit.runs.config import RunConfig, load_run_config, save_json
 from vaekit.data import DataError, Preprocessor, Splits, load_like_run, prepare
-from vaekit.devices import device_of, resolve_device
-from vaekit.evaluate import conditional_accuracy, evaluate
-from vaekit.io import CheckpointError, atomic_write_text
-from vaekit.models import VAE
-from vaekit.train import CHECKPOINT, METRICS, MODEL, TENSORBOARD, check_data, check_labels, fit
+from vaekit.core.utils import device_of
+from vaekit.train.devices import resolve_device
+from vaekit.train.evaluate import conditional_accuracy, evaluate
+from vaekit.core.io import CheckpointError, atomic_write_text
+from vaekit.core.model import VAE
+from vaekit.train.loop import (
+    CHECKPOINT,
+    METRICS,
+    MODEL,
+    TENSORBOARD,
+    check_data,
+    check_labels,
+    fit,
+)
 
 CONFIG = "config.json"
 PREPROCESSING = "preprocessing.json"
@@ -320,8 +323,8 @@ def draw(
 ) -> dict[str, Path]:
     """Write the run's pictures and report.html; returns {name: path}. extra: pictures drawn
     by an application (e.g. `vaekit.anomaly_plots.draw_anomaly`) to show in the report too."""
-    from vaekit.plots import plot_run
-    from vaekit.report import write_report
+    from vaekit.viz import plot_run
+    from vaekit.viz.report import write_report
 
     if splits is None:
         splits = prepare(run.config.data)

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from vaekit.config import TrainConfig
-from vaekit.models import VAE
-from vaekit.objectives import Loss
+from vaekit.core.model import VAE
+from vaekit.core.objectives import Loss
+from vaekit.train.config import TrainConfig
 
 BatchLoss = Callable[[torch.Tensor, "torch.Tensor | None", float], Loss]
 

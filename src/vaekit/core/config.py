@@ -1,8 +1,9 @@
-"""Typed configuration: dataclasses that round-trip to JSON.
+"""Typed configuration of a model, and the JSON round trip every config shares.
 
-A run is described by one `RunConfig` (model + data + training). Everything needed to
-rebuild a model lives in `ModelConfig`; it is stored inside every weights file, so a
-`model.safetensors` is self-describing.
+Everything needed to rebuild a model lives in `ModelConfig`; it is stored inside every weights
+file, so a `model.safetensors` is self-describing. The data, training and run configs live in
+their own layers (`vaekit.data.config`, `vaekit.train.config`, `vaekit.runs.config`) and use
+the checks and the JSON round trip defined here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import json
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -27,12 +27,12 @@ class ConfigError(ValueError):
     """A configuration is missing a field, has an unknown one, or holds a bad value."""
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}")
 
 
-def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
+def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
@@ -78,19 +78,19 @@ class ModelConfig:
         self.critic_hidden = tuple(int(h) for h in self.critic_hidden)
         if not self.event_shape or any(s < 1 for s in self.event_shape):
             raise ConfigError(f"event_shape must be non-empty and positive, got {self.event_shape}")
-        _check_positive("latent_dim", self.latent_dim)
-        _check_choice("arch", self.arch, ("mlp", "conv"))
-        _check_choice(
+        check_positive("latent_dim", self.latent_dim)
+        check_choice("arch", self.arch, ("mlp", "conv"))
+        check_choice(
             "activation",
             self.activation,
             ("relu", "gelu", "elu", "tanh", "softplus", "leaky_relu", "silu"),
         )
-        _check_choice("likelihood", self.likelihood, ("bernoulli", "gaussian", "gaussian-learned"))
-        _check_choice("learned_sigma", self.learned_sigma, ("per-dim", "shared"))
-        _check_choice("prior", self.prior, ("normal", "mixture", "class", "class-full", "cluster"))
-        _check_positive("sigma", self.sigma)
-        _check_positive("mixture_components", self.mixture_components)
-        _check_positive("num_classes", self.num_classes, allow_zero=True)
+        check_choice("likelihood", self.likelihood, ("bernoulli", "gaussian", "gaussian-learned"))
+        check_choice("learned_sigma", self.learned_sigma, ("per-dim", "shared"))
+        check_choice("prior", self.prior, ("normal", "mixture", "class", "class-full", "cluster"))
+        check_positive("sigma", self.sigma)
+        check_positive("mixture_components", self.mixture_components)
+        check_positive("num_classes", self.num_classes, allow_zero=True)
         if self.num_classes == 1:
             raise ConfigError("num_classes must be >= 2 (or 0: none, or taken from the labels)")
         if self.prior in CLASS_PRIORS and not self.conditional:
@@ -107,9 +107,9 @@ class ModelConfig:
             raise ConfigError(
                 f"class_names has {len(self.class_names)} names for {self.num_classes} classes"
             )
-        _check_positive("critic_dim", self.critic_dim)
-        _check_positive("critic_noise", self.critic_noise, allow_zero=True)
-        _check_choice("augment", self.augment, ("auto", "on", "off"))
+        check_positive("critic_dim", self.critic_dim)
+        check_positive("critic_noise", self.critic_noise, allow_zero=True)
+        check_choice("augment", self.augment, ("auto", "on", "off"))
         if self.augment == "on" and (self.decoder or len(self.event_shape) != 3):
             raise ConfigError(
                 "augment='on' (--augment on) is the encoder-only model's view of images: it "
@@ -137,98 +137,6 @@ def check_buildable(cfg: ModelConfig) -> None:
     if (cfg.conditional or cfg.prior in (*CLASS_PRIORS, "cluster")) and cfg.num_classes < 2:
         what = "conditional=True" if cfg.conditional else f"prior={cfg.prior!r}"
         raise ConfigError(f"{what} needs num_classes >= 2, got {cfg.num_classes}")
-
-
-@dataclass
-class DataConfig:
-    """Where the data comes from and how it is prepared; enough to rebuild the splits."""
-
-    source: str = "digits"  # 'digits' or a path (IDX folder, .npz, .npy, .csv, image folder, .mat)
-    image_shape: tuple[int, ...] | None = None  # reshape flat rows to (C, H, W) or (H, W)
-    label_column: str | None = None  # CSV column holding labels
-    binarize: str = "none"  # none | static | dynamic
-    standardize: bool = False  # per-feature (tabular) or global (images) z-scoring
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
-    split_seed: int = 0
-    mmap: bool = False  # memory-map a .npy larger than memory instead of loading it
-
-    def __post_init__(self) -> None:
-        if self.image_shape is not None:
-            self.image_shape = tuple(int(s) for s in self.image_shape)
-        _check_choice("binarize", self.binarize, ("none", "static", "dynamic"))
-        for name in ("val_fraction", "test_fraction"):
-            value = getattr(self, name)
-            if not 0 <= value < 1:
-                raise ConfigError(f"{name} must be in [0, 1), got {value}")
-        if self.val_fraction + self.test_fraction >= 1:
-            raise ConfigError("val_fraction + test_fraction must leave some training data")
-        if self.binarize != "none" and self.standardize:
-            raise ConfigError("binarize and standardize exclude each other; pick one")
-
-
-@dataclass
-class TrainConfig:
-    """How to train: optimizer, objective, schedule, checkpoints."""
-
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 1e-3
-    seed: int = 0
-    grad_clip: float | None = None  # max global gradient norm; None = no clipping
-    patience: int | None = None  # early stopping after this many epochs without improvement
-    objective: str = "elbo"  # elbo | iwae | infomax (an encoder-only model: prior + MI)
-    samples: int = 1  # S samples per input (ELBO) or K importance samples (IWAE)
-    beta: float = 1.0  # weight of the rate (KL) term
-    warmup_epochs: int = 0  # beta ramps linearly from 0 to `beta` over these epochs
-    analytic_kl: bool = True  # closed-form KL where the prior allows it, else Monte Carlo
-    precision: str = "fp32"  # fp32 | bf16 (networks in bf16 on fp32 master weights; loss fp32)
-    eval_k: int = 1000  # importance samples for the final log-likelihood
-    flush_denormal: bool = True  # denormal floats slow CPU training 1.5-2x after a while
-    mi_estimator: str = field(default="infonce", metadata=ADDED)  # infomax: infonce | jsd
-    mi_weight: float = field(default=200.0, metadata=ADDED)  # infomax: weight of the MI term
-    # auto | on | off: the step's forward and backward through torch.compile, CUDA graphs on a
-    # GPU (vaekit.steps); auto = on a CUDA GPU only
-    compile: str = field(default="auto", metadata=ADDED)
-
-    def __post_init__(self) -> None:
-        _check_positive("epochs", self.epochs)
-        _check_positive("batch_size", self.batch_size)
-        _check_positive("lr", self.lr)
-        _check_positive("samples", self.samples)
-        _check_positive("beta", self.beta, allow_zero=True)
-        _check_positive("warmup_epochs", self.warmup_epochs, allow_zero=True)
-        _check_positive("eval_k", self.eval_k)
-        _check_choice("objective", self.objective, ("elbo", "iwae", "infomax"))
-        _check_choice("mi_estimator", self.mi_estimator, ("jsd", "infonce"))
-        _check_positive("mi_weight", self.mi_weight)
-        _check_choice("precision", self.precision, ("fp32", "bf16"))
-        _check_choice("compile", self.compile, ("auto", "on", "off"))
-        if self.grad_clip is not None:
-            _check_positive("grad_clip", self.grad_clip)
-        if self.patience is not None:
-            _check_positive("patience", self.patience)
-
-
-@dataclass
-class RunConfig:
-    """Everything needed to repeat a run: stored as `config.json` in the run directory."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def __post_init__(self) -> None:
-        check_objective(self.model, self.train)
-
-
-def check_objective(model: ModelConfig, train: TrainConfig) -> None:
-    """The objective fits the model: infomax trains an encoder-only model, and only it does."""
-    if (train.objective == "infomax") == model.decoder:
-        raise ConfigError(
-            "objective infomax trains an encoder-only model (decoder=False) and the ELBO/IWAE "
-            "objectives need a decoder; on the command line --objective infomax sets both"
-        )
 
 
 # --- JSON round trip -------------------------------------------------------------------------
@@ -305,29 +213,3 @@ def _coerce(tp: Any, value: Any, strict: bool, where: str) -> Any:
     return value
 
 
-def save_json(config: Any, path: str | Path) -> None:
-    """Write a dataclass as indented JSON (atomically: temp file, then rename)."""
-    from vaekit.io import atomic_write_text
-
-    atomic_write_text(Path(path), json.dumps(to_dict(config), indent=2) + "\n")
-
-
-def load_run_config(path: str | Path, *, strict: bool = True) -> RunConfig:
-    """Read a `RunConfig` from JSON or TOML (TOML and partial files only with strict=False)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
-    try:
-        if path.suffix == ".toml":
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
-            data = tomllib.loads(text)
-        else:
-            data = json.loads(text)
-    except ValueError as e:
-        raise ConfigError(f"config {path} is not valid {path.suffix[1:] or 'JSON'}: {e}") from None
-    return from_dict(RunConfig, data, strict=strict, where=path.name)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit.config import ModelConfig
+from vaekit.core.config import ModelConfig
 
 LOG_2PI = math.log(2 * math.pi)
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -7.0, 5.0  # keeps a learned sigma from collapsing to 0
