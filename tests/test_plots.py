@@ -14,6 +14,7 @@ from PIL import Image
 from scipy.stats import norm
 from torch import nn
 
+from vaekit import VAE
 from vaekit import viz as plots
 from vaekit.core.config import ModelConfig
 from vaekit.viz.report import write_report
@@ -283,10 +284,7 @@ def test_plot_run_encodes_at_most_2000_points(tmp_path):
 
 
 def test_plot_run_with_real_model(tmp_path, digits_like):
-    models = pytest.importorskip("vaekit.models")
-    if not hasattr(getattr(models, "VAE", None), "from_config"):
-        pytest.skip("vaekit.models.VAE.from_config not available yet")
-    model = models.VAE.from_config(ModelConfig(event_shape=(1, 8, 8), latent_dim=2))
+    model = VAE.from_config(ModelConfig(event_shape=(1, 8, 8), latent_dim=2))
     x, y = digits_like
     before = torch.get_rng_state()
     out = plots.plot_run(model, x, y, tmp_path)

@@ -6,16 +6,15 @@ Two views, both channels x -> x~ (so data processing keeps every MI estimate a l
   * the encoder's view (`ModelConfig.augment`): a Bernoulli sample of x (pixel intensities
     read as probabilities, the channel a Bernoulli likelihood describes), translated by up to
     p pixels. The code z then has to survive both, which is what makes the posterior means
-    linearly separable features (benchmarks/results/infomax_views.md).
+    linearly separable features (the docs' features benchmark page).
 
 Why a noise table. The encoder-only model's point is a step cheaper than the VAE's, and on a
-CPU fresh random numbers are a visible part of that step: for a batch of 128 MNIST images
-(one thread) torch.rand_like takes about 1 ms, randn_like 0.47 ms and torch.bernoulli 1.8 ms,
-against a step of 7-9 ms. So on the CPU (eager) the uniforms are a window of a fixed table of
-2^22 pre-drawn U[0, 1) numbers at a random offset: 0.01 ms, then 0.08 ms to turn them into
-noise or a Bernoulli sample. Every step reads another window, so a pixel meets another number
-each time; the offsets come from torch's seeded CPU generator (so runs repeat and resume
-exactly), and the table itself is drawn once from a fixed seed, the same in every process.
+CPU drawing fresh random numbers is a visible part of that step. So on the CPU (eager) the
+uniforms are a window of a fixed table of 2^22 pre-drawn U[0, 1) numbers at a random offset,
+turned into noise or a Bernoulli sample in one pass. Every step reads another window, so a
+pixel meets another number each time; the offsets come from torch's seeded CPU generator (so
+runs repeat and resume exactly), and the table itself is drawn once from a fixed seed, the
+same in every process.
 Elsewhere (a GPU, or inside torch.compile, where a Python offset would recompile) the numbers
 are drawn fresh with torch.rand_like, which costs little there.
 """
@@ -91,8 +90,8 @@ def encoder_view(x: torch.Tensor, pixels: int) -> torch.Tensor:
     """The encoder's training view of images x: (batch, C, H, W) in [0, 1]: a Bernoulli sample
     of x translated by up to `pixels` (>= 0) pixels (one offset for the batch), zeros shifted
     in. On the CPU (eager) the sample is written straight into the shifted window of a zeroed
-    batch, two passes fewer than `translate` then `bernoulli_sample` (0.33 ms a step of 128
-    MNIST images instead of 0.55, against a 8.6 ms step); elsewhere exactly those two."""
+    batch, two passes fewer than `translate` then `bernoulli_sample`; elsewhere exactly those
+    two."""
     if pixels <= 0 or not _eager_cpu(x):
         return bernoulli_sample(translate(x, pixels))
     h, w = x.shape[-2:]
@@ -107,7 +106,7 @@ def encoder_view(x: torch.Tensor, pixels: int) -> torch.Tensor:
 def encoder_pixels(cfg: ModelConfig) -> int | None:
     """How the config's encoder-only model augments its encoder's input in training: None for
     not at all, else the Bernoulli sample's translation in pixels, round(min(H, W) / 28): one
-    pixel on MNIST's 28 x 28, as measured, and none under 15 pixels a side, where a pixel is too
+    pixel on MNIST's 28 x 28, and none under 15 pixels a side, where a pixel is too
     much of the image (on the 8 x 8 digits a shift cost the features). "auto" and "on" augment
     images (only "on" insists: it is an error for tables), "off" nothing."""
     if cfg.decoder or cfg.augment == "off" or len(cfg.event_shape) != 3:

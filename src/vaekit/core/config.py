@@ -63,10 +63,10 @@ class ModelConfig:
     critic_hidden: tuple[int, ...] = field(default=(256,), metadata=ADDED)
     critic_dim: int = field(default=64, metadata=ADDED)
     # the critic scores z against x + critic_noise * std(x) * sqrt(D) * eps while training
-    # (vaekit.infomax: it tells the encoder which information to keep)
+    # (vaekit.core.critic: it tells the encoder which information to keep)
     critic_noise: float = field(default=0.2, metadata=ADDED)
     # auto | on | off: in training the encoder-only model's encoder sees a Bernoulli sample of
-    # images, translated by round(side / 28) pixels (vaekit.augment); auto = on for images, off
+    # images, translated by round(side / 28) pixels (vaekit.core.augment); auto = on for images, off
     # for tables ("on" insists). Files saved before it trained without it.
     augment: str = field(default="auto", metadata={**ADDED, "saved_default": "off"})
 

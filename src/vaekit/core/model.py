@@ -296,9 +296,9 @@ class VAE(nn.Module):
         """Importance-sampled log p(x) with K samples, per example: (batch,), nats; log p(x|y)
         for a model that observes y.
 
-        precision="bf16" runs the networks in bfloat16 (densities stay fp32): about 2x faster
-        on CPUs with AMX, and the estimate moves by a few hundredths of a nat (see
-        benchmarks/results/nll_mnist.md); fp32 is the honest default.
+        precision="bf16" runs the networks in bfloat16 (densities stay fp32): faster on CPUs
+        with AMX, and the estimate moves by a few hundredths of a nat (the docs' likelihood
+        benchmark page); fp32 is the honest default.
         """
         self.require_decoder("estimate log p(x)")
         self.check_input(x)

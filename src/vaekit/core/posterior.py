@@ -19,11 +19,11 @@ class CommonNoise:
     """Common random numbers for the posterior's draws: eps_1, eps_2, ... ~ N(0, I) (latent,),
     one stream fixed by `seed`, and the s-th draw of every row of a posterior uses eps_s.
 
-    For scores (`vaekit.anomaly_scores`): a row's Monte Carlo score is then a function of the
+    For scores (`vaekit.anomaly.scores`): a row's Monte Carlo score is then a function of the
     row alone, the same whatever batch it is scored in, at whatever position and batch size.
     Each draw is still N(0, I), so every estimate keeps its expectation; the ranking as a
     whole moves more with the seed than under independent draws, which enough draws make up
-    for (benchmarks/results/anomaly_score_noise.md). Not for training, where rows of a batch
+    for (the docs' anomaly benchmark page). Not for training, where rows of a batch
     need independent draws. The stream is drawn in fixed blocks from one generator, so
     eps_s does not depend on how the draws are chunked.
     """

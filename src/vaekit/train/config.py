@@ -28,7 +28,7 @@ class TrainConfig:
     mi_estimator: str = field(default="infonce", metadata=ADDED)  # infomax: infonce | jsd
     mi_weight: float = field(default=200.0, metadata=ADDED)  # infomax: weight of the MI term
     # auto | on | off: the step's forward and backward through torch.compile, CUDA graphs on a
-    # GPU (vaekit.steps); auto = on a CUDA GPU only
+    # GPU (vaekit.train.steps); auto = on a CUDA GPU only
     compile: str = field(default="auto", metadata=ADDED)
 
     def __post_init__(self) -> None:

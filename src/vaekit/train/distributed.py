@@ -86,8 +86,8 @@ class World:
     def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         """The model DistributedDataParallel-wrapped (its forward is the training loss); as it
         is in one process, and in a group of one (torchrun --nproc-per-node 1), where there is
-        nothing to average and the wrapper only costs time (6% per step on the MNIST MLP, 19%
-        on the digits one: benchmarks/results/distributed_*.md)."""
+        nothing to average and the wrapper only costs time (the docs' distributed benchmark
+        page)."""
         if not self.active or self.size == 1:
             return model
         ids = [device.index or 0] if device.type == "cuda" else None

@@ -38,7 +38,7 @@ def evaluate(
     networks in bfloat16 (faster on CPUs with AMX; figures move by a few hundredths of a nat).
 
     An encoder-only (infomax) model has no likelihood: its figures are those of
-    `vaekit.infomax.infomax_figures` (loss, rate, the MI terms, an MI estimate in nats), with
+    `vaekit.core.critic.infomax_figures` (loss, rate, the MI terms, an MI estimate in nats), with
     the run's mi_estimator and mi_weight (its TrainConfig's).
 
     Returns n, k, precision and (nats per example unless named otherwise):

@@ -2,7 +2,7 @@
 
 The page is self-contained enough to open from disk: inline CSS, no JavaScript, no external
 resources; images are referenced by paths relative to the run directory (the PNGs written by
-`vaekit.plots.plot_run` live beside it). Every piece of text is HTML-escaped.
+`vaekit.viz.plot_run` live beside it). Every piece of text is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from vaekit.core.io import atomic_write_text
 
 __all__ = ["CAPTIONS", "write_report"]
 
-# Captions for the figures of `vaekit.plots.plot_run`; other names are used as they are.
+# Captions for the figures of `vaekit.viz.plot_run`; other names are used as they are.
 CAPTIONS: dict[str, str] = {
     "samples": "Samples from the prior, decoded (mean of p(x|z)).",
     "reconstructions": "Held-out inputs (top) and their reconstructions from the posterior "
@@ -122,7 +122,7 @@ def write_report(
     figures: {name: value}; a trailing "(unit)" in the name goes to the unit column (e.g.
     "test ELBO (nats per example)"); names without one get "nats per example" for ELBO, log
     p(x), rate, KL and distortion and "bits per dimension" for bits per dim.
-    images: {name: path} as returned by `vaekit.plots.plot_run`; captions come from
+    images: {name: path} as returned by `vaekit.viz.plot_run`; captions come from
     `CAPTIONS` (unknown names are their own caption); files that do not exist are left out.
     config: the run configuration (a dict, or a dataclass), shown as pretty JSON.
     """
