@@ -17,6 +17,7 @@ from vaekit.cli.common import (
     ints,
     write_atomic,
 )
+from vaekit.cluster.rundir import ESTIMATOR, SOURCE, load_run
 
 NAME = "cluster"
 
@@ -34,8 +35,6 @@ A run directory gets:
   metrics.json           only where --data has labels: hungarian_accuracy (clusters matched
                          one-to-one to classes), nmi, ari; the labels are used for nothing else"""
 
-ESTIMATOR = "clusterer.safetensors"
-SOURCE = "cluster.json"
 CLUSTERS = "clusters.csv"
 METRICS = "metrics.json"
 
@@ -106,7 +105,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vaekit.devices import resolve_device
+    from vaekit.train.devices import resolve_device
 
     resolve_device(args.device)  # a device that is not here: one line, before any work
     if args.run is not None:
@@ -121,9 +120,9 @@ def _load(source: str, image_shape: Any, label_column: str | None) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from vaekit import distributed
-    from vaekit.cluster import clustering_scores
-    from vaekit.devices import resolve_device
+    from vaekit.cluster.estimator import clustering_scores
+    from vaekit.train import distributed
+    from vaekit.train.devices import resolve_device
 
     out: Path = args.out
     if out.suffix:
@@ -173,8 +172,8 @@ def _train(args: argparse.Namespace) -> int:
 def _fit(args: argparse.Namespace, x: Any, device: str) -> Any:
     """The VAEClusterer the flags describe, fitted on x (every user mistake is raised here,
     before anything is written)."""
-    from vaekit import distributed
-    from vaekit.cluster import VAEClusterer
+    from vaekit.cluster.estimator import VAEClusterer
+    from vaekit.train import distributed
 
     est = VAEClusterer(
         args.k,
@@ -193,23 +192,6 @@ def _fit(args: argparse.Namespace, x: Any, device: str) -> Any:
         device=device,
     )
     return est.fit(x)
-
-
-def load_run(run_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """(the fitted VAEClusterer, the run's data description) of a cluster run directory."""
-    from vaekit.cluster import VAEClusterer
-
-    path = Path(run_dir) / ESTIMATOR
-    if not path.is_file():
-        raise UserError(
-            f"{run_dir} is not a cluster run (no {ESTIMATOR}); train one with "
-            "vaekit cluster --data SOURCE --out RUN_DIR"
-        )
-    try:
-        source = json.loads((Path(run_dir) / SOURCE).read_text())
-    except (OSError, ValueError):
-        source = {"data": None, "image_shape": None, "label_column": None}
-    return VAEClusterer.load(path), source
 
 
 def _assign(args: argparse.Namespace) -> int:

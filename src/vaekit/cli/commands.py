@@ -1,7 +1,7 @@
-"""The core commands of `vaekit`: train, evaluate, sample, reconstruct, encode, plot (their
-parsers are built in `vaekit.cli`). Each takes the parsed arguments and calls the Python API;
-every user mistake is a `UserError` (or a ValueError from the API), which `vaekit.cli.main`
-prints as one line."""
+"""The commands that use a trained run: evaluate, sample, reconstruct, encode, plot (`vaekit
+train` is in `vaekit.cli.train`). `add_parsers` registers their parsers; each command takes the
+parsed arguments and calls the Python API; every user mistake is a `UserError` (or a ValueError
+from the API), which `vaekit.cli.main` prints as one line."""
 
 from __future__ import annotations
 
@@ -10,100 +10,144 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vaekit.cli.common import UserError, check_out, plots, write_atomic, write_images
+from vaekit.cli.common import UserError, add_device, check_out, plots, write_atomic, write_images
 
-# --- commands ----------------------------------------------------------------------------------
-
-TRAIN_FLAGS = {  # flag -> (config section, field)
-    "data": ("data", "source"),
-    "binarize": ("data", "binarize"),
-    "standardize": ("data", "standardize"),
-    "label_column": ("data", "label_column"),
-    "image_shape": ("data", "image_shape"),
-    "val_fraction": ("data", "val_fraction"),
-    "test_fraction": ("data", "test_fraction"),
-    "split_seed": ("data", "split_seed"),
-    "mmap": ("data", "mmap"),
-    "latent_dim": ("model", "latent_dim"),
-    "arch": ("model", "arch"),
-    "hidden": ("model", "hidden"),
-    "conv_channels": ("model", "conv_channels"),
-    "activation": ("model", "activation"),
-    "likelihood": ("model", "likelihood"),
-    "sigma": ("model", "sigma"),
-    "learned_sigma": ("model", "learned_sigma"),
-    "prior": ("model", "prior"),
-    "components": ("model", "mixture_components"),
-    "conditional": ("model", "conditional"),
-    "conditional_prior": ("model", "prior"),
-    "epochs": ("train", "epochs"),
-    "batch_size": ("train", "batch_size"),
-    "lr": ("train", "lr"),
-    "seed": ("train", "seed"),
-    "grad_clip": ("train", "grad_clip"),
-    "patience": ("train", "patience"),
-    "objective": ("train", "objective"),
-    "samples": ("train", "samples"),
-    "beta": ("train", "beta"),
-    "warmup_epochs": ("train", "warmup_epochs"),
-    "mi_estimator": ("train", "mi_estimator"),
-    "mi_weight": ("train", "mi_weight"),
-    "critic_noise": ("model", "critic_noise"),
-    "augment": ("model", "augment"),
-    "precision": ("train", "precision"),
-    "compile": ("train", "compile"),
-    "k": ("train", "eval_k"),
+FORMAT = argparse.RawDescriptionHelpFormatter
+EXAMPLES = {
+    "evaluate": """examples:
+  vaekit evaluate runs/digits                 # the run's own held-out test split
+  vaekit evaluate runs/digits --k 5000 --json
+  vaekit evaluate runs/mnist --data ../shared/data/mnist""",
+    "sample": """examples:
+  vaekit sample runs/digits -n 64 --out samples.png
+  vaekit sample runs/cvae --label 7 -n 16 --out sevens.png     # a conditional run: the class
+  vaekit sample runs/faces --label smiling -n 16 --out s.npz   # a class name of the run""",
+    "reconstruct": "example:\n  vaekit reconstruct runs/digits --data digits --out recon.png",
+    "encode": "example:\n  vaekit encode runs/digits --data digits --out codes.npz",
+    "plot": """examples:
+  vaekit plot runs/digits     # pictures + report.html in the run directory
+  vaekit plot runs/normal --data new.csv --contamination 0.05   # + the anomaly pictures
+  vaekit plot runs/digits-clusters   # a cluster run: samples per cluster, latents by cluster""",
 }
 
 
-def run_config_from_args(args: argparse.Namespace) -> Any:
-    """Defaults, then --config, then explicit flags; validated by the dataclasses."""
-    from vaekit.config import RunConfig, from_dict, load_run_config, to_dict
-
-    base = RunConfig()
-    if args.config:
-        base = load_run_config(args.config, strict=False)
-    elif args.resume and (args.out / "config.json").is_file():
-        base = load_run_config(args.out / "config.json")  # keep its epochs unless --epochs
-    merged = to_dict(base)
-    for flag, (section, name) in TRAIN_FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            merged[section][name] = list(value) if isinstance(value, tuple) else value
-    if args.mc_kl:
-        merged["train"]["analytic_kl"] = False
-    if args.objective is not None:  # infomax trains an encoder-only model, the rest a VAE
-        merged["model"]["decoder"] = args.objective != "infomax"
-    return from_dict(RunConfig, merged, strict=True)
+def add_parsers(sub: Any) -> None:
+    """The parsers of evaluate, sample, reconstruct, encode and plot, in that order."""
+    add_evaluate(sub)
+    add_sample(sub)
+    add_reconstruct(sub)
+    add_encode(sub)
+    add_plot(sub)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from vaekit import distributed
-    from vaekit.devices import describe
-    from vaekit.runs import train_run
-
-    config = run_config_from_args(args)
-    run, figures = train_run(
-        config,
-        args.out,
-        resume=args.resume,
-        force=args.force,
-        progress=not args.quiet,
-        pictures=not args.no_pictures,
-        device=args.device,
+def add_evaluate(sub: Any) -> None:
+    """`vaekit evaluate`: a run's figures on one of its splits or on another source."""
+    e = sub.add_parser(
+        "evaluate",
+        help="ELBO, rate, distortion and IS log-likelihood of a run",
+        epilog=EXAMPLES["evaluate"],
+        formatter_class=FORMAT,
     )
-    if distributed.launched_rank() != 0:  # under torchrun, rank 0 reports
-        return 0
-    print(_figures_text(figures))
-    print(f"device: {describe(run.device)}")
-    report = run.path / "report.html"
-    print(f"run directory: {run.path}" + (f"\nreport: {report}" if report.exists() else ""))
-    return 0
+    e.add_argument("run", type=Path, help="run directory")
+    e.add_argument("--data", help="evaluate on this source instead of the run's own split")
+    e.add_argument("--split", default="test", choices=["train", "val", "test"], help="[test]")
+    e.add_argument("--k", type=int, default=1000, help="importance samples [1000]")
+    e.add_argument("--seed", type=int, default=0, help="[0]")
+    e.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="networks in bfloat16: ~2x faster log p(x) on CPUs with AMX, figures move by a few "
+        "hundredths of a nat [fp32]",
+    )
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    add_device(e)
+
+
+def add_sample(sub: Any) -> None:
+    """`vaekit sample`: new examples from a run's prior, as a picture grid or an array."""
+    s = sub.add_parser(
+        "sample", help="generate new examples", epilog=EXAMPLES["sample"], formatter_class=FORMAT
+    )
+    s.add_argument("run", type=Path)
+    s.add_argument("-n", type=int, default=64, help="how many [64]")
+    s.add_argument(
+        "--out", type=Path, required=True, help="FILE.png (a grid) or FILE.npz (array x)"
+    )
+    s.add_argument("--seed", type=int, default=0, help="[0]")
+    s.add_argument(
+        "--label",
+        help="the class to generate (an index, or a class name where the run has names); "
+        "a conditional run without --label generates every class in turn",
+    )
+    s.add_argument("--force", action="store_true", help="overwrite --out")
+    add_device(s)
+
+
+def add_reconstruct(sub: Any) -> None:
+    """`vaekit reconstruct`: inputs beside their reconstructions, as a picture."""
+    r = sub.add_parser(
+        "reconstruct",
+        help="inputs beside their reconstructions",
+        epilog=EXAMPLES["reconstruct"],
+        formatter_class=FORMAT,
+    )
+    r.add_argument("run", type=Path)
+    r.add_argument("--data", required=True, help="source, prepared like the run's data")
+    r.add_argument("--out", type=Path, required=True, help="FILE.png")
+    r.add_argument("-n", type=int, default=16, help="how many [16]")
+    r.add_argument("--force", action="store_true", help="overwrite --out")
+    add_device(r)
+
+
+def add_encode(sub: Any) -> None:
+    """`vaekit encode`: posterior means and log-variances of a source, as arrays or a table."""
+    c = sub.add_parser(
+        "encode",
+        help="posterior means and log-variances of data",
+        epilog=EXAMPLES["encode"],
+        formatter_class=FORMAT,
+    )
+    c.add_argument("run", type=Path)
+    c.add_argument("--data", required=True, help="source, prepared like the run's data")
+    c.add_argument("--out", type=Path, required=True, help="FILE.npz (mean, logvar, y) or FILE.csv")
+    c.add_argument("--force", action="store_true", help="overwrite --out")
+    add_device(c)
+
+
+def add_plot(sub: Any) -> None:
+    """`vaekit plot`: a run's pictures and report again (and anomaly pictures with --data)."""
+    p = sub.add_parser(
+        "plot",
+        help="(re)draw a run's pictures and report.html",
+        epilog=EXAMPLES["plot"],
+        formatter_class=FORMAT,
+    )
+    p.add_argument("run", type=Path)
+    p.add_argument(
+        "--data",
+        help="also score this source for anomalies against the run (trained on normal data): "
+        "the most and least anomalous inputs, and the score histogram with the threshold",
+    )
+    p.add_argument(
+        "--score",
+        default="auto",
+        help="anomaly score with --data: elbo, iwae, recon-prob, recon-error, smooth-error "
+        "(images), or latent-knn (no decoder needed: an encoder-only run's score) [auto: "
+        "smooth-error for images, elbo for tables, latent-knn for an encoder-only run]",
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--contamination", type=float, help="with --data: the expected outlier share")
+    g.add_argument("--threshold", type=float, help="with --data: the score threshold")
+    add_device(p, "where the model runs for the pictures (a cluster run's: the CPU)")
+
+
+# --- commands ----------------------------------------------------------------------------------
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from vaekit.evaluate import conditional_accuracy, evaluate
-    from vaekit.runs import Run
+    from vaekit.runs.run import Run
+    from vaekit.train.evaluate import conditional_accuracy, evaluate
 
     run = Run.load(args.run, device=args.device)
     x, y = run.data(args.data, args.split)
@@ -123,7 +167,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if y is not None:
         train = run.data(None, "train")
         figures.update(conditional_accuracy(run.model, *train, x, y, seed=args.seed))
-    print(json.dumps(figures) if args.json else _figures_text(figures))
+    print(json.dumps(figures) if args.json else figures_text(figures))
     return 0
 
 
@@ -131,7 +175,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from vaekit.runs import Run
+    from vaekit.runs.run import Run
 
     check_out(args.out, (".png", ".npz"), args.force)
     run = Run.load(args.run, device=args.device)
@@ -199,7 +243,7 @@ def labels_for(run: Any, y: Any) -> Any:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from vaekit.runs import Run
+    from vaekit.runs.run import Run
 
     check_out(args.out, (".png",), args.force)
     run = Run.load(args.run, device=args.device)
@@ -219,7 +263,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 def cmd_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vaekit.runs import Run
+    from vaekit.runs.run import Run
 
     check_out(args.out, (".npz", ".csv"), args.force)
     run = Run.load(args.run, device=args.device)
@@ -247,13 +291,13 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from vaekit.cli.cluster import ESTIMATOR
-    from vaekit.devices import resolve_device
-    from vaekit.runs import Run, draw
+    from vaekit.cluster.rundir import ESTIMATOR
+    from vaekit.runs.run import Run, draw
+    from vaekit.train.devices import resolve_device
 
     resolve_device(args.device)  # a device that is not here: one line, before any work
     if (args.run / ESTIMATOR).is_file():  # a `vaekit cluster` run: its own pictures
-        from vaekit.cluster_plots import draw_clusters
+        from vaekit.cluster.plots import draw_clusters
 
         if args.data is not None:
             raise UserError("--data scores anomalies against a VAE run, not a cluster run")
@@ -263,7 +307,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     run = Run.load(args.run, device=args.device)
     extra = {}
     if args.data is not None:
-        from vaekit.anomaly_plots import draw_anomaly
+        from vaekit.anomaly.plots import draw_anomaly
 
         x, _ = run.data(args.data)
         extra = draw_anomaly(
@@ -286,7 +330,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _figures_text(f: dict[str, Any]) -> str:
+def figures_text(f: dict[str, Any]) -> str:
     split = f.get("split", "test")
     if "elbo" not in f:  # an encoder-only model: its figures as named
         rows = [f"{split} split, {f['n']} examples (an encoder-only model):"]

@@ -53,7 +53,7 @@ def add_device(parser: Any, what: str = "where the model runs") -> None:
 
 
 def plots() -> Any:
-    from vaekit import plots
+    from vaekit import viz as plots
 
     return plots
 
@@ -67,7 +67,7 @@ def check_out(path: Path, suffixes: tuple[str, ...], force: bool) -> None:
 
 def write_atomic(path: Path, write: Any) -> None:
     """Write through a temp file with the same suffix (numpy/matplotlib go by the suffix)."""
-    from vaekit.io import atomic_write
+    from vaekit.core.io import atomic_write
 
     def write_tmp(tmp: Path) -> None:
         named = tmp.with_name(tmp.name + path.suffix)

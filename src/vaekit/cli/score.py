@@ -91,8 +91,8 @@ def explain_path(out: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vaekit import anomaly
-    from vaekit.runs import Run
+    from vaekit.anomaly import estimator as anomaly
+    from vaekit.runs.run import Run
 
     # Every check before anything is computed or written: a mistake changes no file.
     contamination = 0.1 if args.contamination is None else args.contamination
