@@ -12,8 +12,8 @@ import torch
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
+from vaekit.anomaly import contributions as anomaly_contributions
 from vaekit.anomaly import estimator as anomaly
-from vaekit.anomaly import scores as anomaly_scores
 from vaekit.anomaly.estimator import IMAGE_SCORES, SCORES, VAEDetector
 from vaekit.core.config import ModelConfig
 from vaekit.core.model import VAE
@@ -127,7 +127,7 @@ def test_per_feature_densities_sum_to_the_likelihood(likelihood: str) -> None:
     )
     x = torch.rand(5, 1, 4, 3)
     params = model.decoder_params(torch.randn(3, 5, 2)).detach()
-    per = anomaly_scores._per_feature_nll(model, params, x)
+    per = anomaly_contributions._per_feature_nll(model, params, x)
     assert per.shape == (3, 5, 1, 4, 3)
     assert torch.allclose(-per.flatten(2).sum(-1), model.likelihood.log_prob(params, x), atol=1e-4)
 

@@ -1,13 +1,16 @@
-"""Anomaly detection: `VAEDetector`, a PyOD-style detector over a VAE (`estimator`), the scores
-it can use (`scores`) and its pictures (`plots`)."""
+"""Anomaly detection: `VAEDetector`, a PyOD-style detector over a VAE (`estimator`; what it
+accepts: `inputs`; its file: `persist`), the scores it can use (`scores`), their per-feature
+parts (`contributions`), scores from a trained run's own splits (`run_scores`) and its pictures
+(`plots`)."""
 
+from vaekit.anomaly.contributions import feature_contributions
 from vaekit.anomaly.estimator import VAEDetector
+from vaekit.anomaly.run_scores import run_reference, run_threshold
 from vaekit.anomaly.scores import (
     FEATURE_SCORES,
     IMAGE_SCORES,
     SCORES,
     default_score,
-    feature_contributions,
     latent_knn_distance,
     neg_elbo,
     neg_log_likelihood,
@@ -15,8 +18,6 @@ from vaekit.anomaly.scores import (
     reconstruction_error,
     reconstruction_probability,
     resolve_score,
-    run_reference,
-    run_threshold,
     score_samples,
     smoothed_error,
 )

@@ -1,15 +1,17 @@
-"""Anomaly detection with a VAE: per-example scores and a PyOD-style detector.
+"""Anomaly detection with a VAE: `VAEDetector`, a PyOD-style detector.
 
 A VAE trained on normal data gives low likelihood, and poor reconstructions, to what it has
 not seen. Every score here is per example and oriented the same way: **higher = more
 abnormal**. Densities are in nats (summed over the data dimensions, as everywhere in vaekit).
 
 The scores (elbo, iwae, recon-prob, recon-error, smooth-error for images, and latent-knn, which
-needs only the encoder) and `feature_contributions` are in `vaekit.anomaly_scores`, whose
-docstring says what each is; they are re-exported here.
+needs only the encoder) are in `vaekit.anomaly.scores`, whose docstring says what each is;
+`feature_contributions` is in `vaekit.anomaly.contributions`, and `run_reference` /
+`run_threshold` in `vaekit.anomaly.run_scores`; all are re-exported here.
 
 `VAEDetector` wraps data preparation, a VAE, `vaekit.train.fit` and a score in the
-conventions of PyOD and scikit-learn.
+conventions of PyOD and scikit-learn. What it accepts: `vaekit.anomaly.inputs`; its file:
+`vaekit.anomaly.persist`.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 
-from vaekit.anomaly_scores import (
+from vaekit.anomaly.contributions import feature_contributions
+from vaekit.anomaly.inputs import as_array, check_params, warn_if_flat_images
+from vaekit.anomaly.persist import load_detector, save_detector
+from vaekit.anomaly.run_scores import run_reference, run_threshold
+from vaekit.anomaly.scores import (
     FEATURE_SCORES,
     IMAGE_SCORES,
     SCORES,
-    check_samples,
-    check_score,
     default_score,
-    feature_contributions,
     knn_too_few,
     latent_knn_distance,
     neg_elbo,
@@ -38,16 +41,16 @@ from vaekit.anomaly_scores import (
     reconstruction_error,
     reconstruction_probability,
     resolve_score,
-    run_reference,
-    run_threshold,
     score_samples,
     smoothed_error,
     smoothing_width,
 )
-from vaekit.config import ConfigError, ModelConfig, TrainConfig, from_dict, to_dict
-from vaekit.devices import device_of, resolve_device
-from vaekit.io import CheckpointError, load_tensors, save_tensors
-from vaekit.models import PRECISIONS, VAE, load_state, resolve_precision
+from vaekit.core.config import ModelConfig
+from vaekit.core.model import VAE
+from vaekit.core.precision import resolve_precision
+from vaekit.core.utils import device_of
+from vaekit.train.config import TrainConfig
+from vaekit.train.devices import resolve_device
 
 __all__ = [
     "FEATURE_SCORES",
@@ -69,8 +72,6 @@ __all__ = [
     "smoothed_error",
     "smoothing_width",
 ]
-
-FORMAT = "vaekit.anomaly-detector/1"
 
 
 # --- the detector ---------------------------------------------------------------------------
@@ -94,14 +95,14 @@ class VAEDetector(OutlierMixin, BaseEstimator):
     contamination: expected fraction of outliers in the training data, in (0, 0.5]; the
         threshold is the (1 - contamination) quantile of the training scores, or of
         `X_calibration`'s scores when fit gets held-out normal data.
-    score: "auto" (default: the score that wins on such data in benchmarks/results/
-        anomaly_*.md, `default_score`: smooth-error for images, elbo for tables,
-        latent-knn for objective="infomax"; fitted as `score_`), "recon-error",
-        "smooth-error" (images), "recon-prob", "elbo" or "iwae" (see `vaekit.anomaly_scores`),
-        or "latent-knn": the distance of a row's posterior mean to its `neighbors`-th nearest
-        training code (`reference_`), which needs no decoder.
+    score: "auto" (default: the score that wins on such data in the benchmarks,
+        `default_score`: smooth-error for images, elbo for tables, latent-knn for
+        objective="infomax"; fitted as `score_`), "recon-error", "smooth-error" (images),
+        "recon-prob", "elbo" or "iwae" (see `vaekit.anomaly.scores`), or "latent-knn": the
+        distance of a row's posterior mean to its `neighbors`-th nearest training code
+        (`reference_`), which needs no decoder.
     objective: "elbo" trains a VAE; "infomax" an encoder-only model (prior + mutual
-        information, `vaekit.infomax`), faster to train, scored by latent-knn only.
+        information, `vaekit.core.critic`), faster to train, scored by latent-knn only.
     neighbors: k of latent-knn [5].
     threshold: a score value set by the user; overrides contamination.
     samples: L draws (elbo, recon-prob) or K importance samples (iwae); None = 100.
@@ -109,22 +110,21 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         and hidden (512, 256) for images, latent min(8, D // 2 + 1) and hidden (64, 32) for
         tables). likelihood, standardize: None = chosen from the data as above.
     epochs, beta: training length and the weight of the KL term (None = chosen from the data:
-        150 epochs at beta 0.5 for images, 30 epochs at beta 1 for tables; see
-        benchmarks/results/anomaly_*.md: ~800 images per class keep improving for hundreds
-        of epochs, a few hundred table rows overfit a learned sigma after a few dozen).
+        150 epochs at beta 0.5 for images, which keep improving for long, 30 epochs at beta 1
+        for tables, whose learned sigma overfits a few hundred rows soon; figures: the docs'
+        anomaly benchmark page).
     batch_size, lr: training with `vaekit.train.fit` (Adam).
     precision: "auto" (default) trains in bf16 where that is faster (a CPU with AMX and an
-        MLP of 500k weights or more, `vaekit.models.resolve_precision`: the MNIST-sized image
-        defaults on such a CPU, 1.25-1.41x fp32 with the same AUROC, benchmarks/results/
-        anomaly_mnist_speed_auto.md), else in fp32, and always scores in fp32, so a saved
-        detector's scores and threshold mean the same on every machine; fitted as
-        `precision_` (the training precision used). "fp32": fp32 throughout, whatever the
-        hardware. "bf16": networks in bfloat16 in training and scoring (12x slower than fp32
-        on an AMD EPYC without AMX, anomaly_mnist_speed_bf16.md).
+        MLP of 500k weights or more, `vaekit.core.precision.resolve_precision`), else in fp32,
+        and always scores in fp32, so a saved detector's scores and threshold mean the same on
+        every machine; fitted as `precision_` (the training precision used). "fp32": fp32
+        throughout, whatever the hardware. "bf16": networks in bfloat16 in training and
+        scoring (much slower than fp32 on a CPU without AMX). Figures: the docs' anomaly
+        benchmark page.
     random_state: seed of initialisation, training and the scores' posterior draws.
     device: where the VAE trains and scores ("auto": a CUDA GPU, else MPS, else the CPU; see
-        vaekit.devices); scores come back as NumPy arrays either way, and a saved detector
-        loads on the CPU.
+        vaekit.train.devices); scores come back as NumPy arrays either way, and a saved
+        detector loads on the CPU.
     """
 
     def __init__(
@@ -183,19 +183,42 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         the (1 - contamination) quantile of its scores instead of the training scores'.
         """
         self._check_params()
-        from vaekit.config import DataConfig
-        from vaekit.data import Preprocessor
-        from vaekit.train import fit
-
-        x, kind = _as_array(X, "X")
+        x, kind = as_array(X, "X")
         event_shape = tuple(int(s) for s in x.shape[1:])
-        if self.score in IMAGE_SCORES:  # refuse before training, not after
+        self._refuse_before_training(len(x), event_shape)
+        if kind == "tabular":
+            warn_if_flat_images(x)  # called from here: the warning points at fit's caller
+        pre, xt, likelihood = self._preprocess(x, kind)
+        model = self._train(xt, kind, event_shape, likelihood)
+        self.model_, self.preprocessor_, self.kind_ = model, pre, kind
+        self.event_shape_ = event_shape
+        self.n_features_in_ = math.prod(event_shape)
+        self.score_ = resolve_score(self.score, model)
+        self.reference_ = posterior_means(
+            model, xt, batch_size=self.score_batch_size, precision=self.scoring_precision
+        )
+        self.decision_scores_ = self._training_scores(xt)
+        if self.threshold is None and X_calibration is not None:
+            self.calibrate(X_calibration)
+        else:
+            self._set_threshold(self.decision_scores_)
+        return self
+
+    def _refuse_before_training(self, n: int, event_shape: tuple[int, ...]) -> None:
+        """Refuse a score the data cannot give (smooth-error of a table, latent-knn with n rows
+        or fewer) now, not after training."""
+        if self.score in IMAGE_SCORES:
             smoothing_width(event_shape)
         knn = self.score in FEATURE_SCORES or self.objective == "infomax"  # latent-knn either way
-        if knn and len(x) <= self.neighbors:
-            raise ValueError(knn_too_few(int(self.neighbors), len(x), training=True))
-        if kind == "tabular":
-            _warn_if_flat_images(x)
+        if knn and n <= self.neighbors:
+            raise ValueError(knn_too_few(int(self.neighbors), n, training=True))
+
+    def _preprocess(self, x: np.ndarray, kind: str) -> tuple[Any, torch.Tensor, str]:
+        """(the preprocessing fitted on x, x in model space, the likelihood): the likelihood and
+        standardisation as given, or (None) chosen from the data."""
+        from vaekit.data import Preprocessor
+        from vaekit.data.config import DataConfig
+
         likelihood = self.likelihood or (
             "bernoulli" if kind == "image" and x.min() >= 0 and x.max() <= 1 else "gaussian-learned"
         )
@@ -203,7 +226,15 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         if standardize is None:
             standardize = likelihood != "bernoulli"
         pre = Preprocessor.fit(x, DataConfig(standardize=bool(standardize)), kind)
-        xt = torch.from_numpy(pre.transform(x))
+        return pre, torch.from_numpy(pre.transform(x)), likelihood
+
+    def _train(
+        self, xt: torch.Tensor, kind: str, event_shape: tuple[int, ...], likelihood: str
+    ) -> VAE:
+        """The VAE (or encoder-only model) for the data, trained on xt by `vaekit.train.fit`;
+        sets precision_ and history_."""
+        from vaekit.train.loop import fit
+
         auto = self.settings(kind, math.prod(event_shape))
         config = ModelConfig(
             event_shape=event_shape,
@@ -214,7 +245,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             likelihood=likelihood,
             decoder=self.objective != "infomax",
             # without the encoder-only model's input augmentation: it helps linear features
-            # but not these (infomax_views.md: MNIST clusters and latent-knn scores no better)
+            # but not these (figures: the docs' infomax benchmark page)
             augment="off",
         )
         torch.manual_seed(self.random_state)
@@ -232,25 +263,17 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         self.history_ = fit(
             model, xt, None, train_cfg, progress=bool(self.verbose), device=self.device
         )
-        self.model_, self.preprocessor_, self.kind_ = model, pre, kind
-        self.event_shape_ = event_shape
-        self.n_features_in_ = math.prod(event_shape)
-        self.score_ = resolve_score(self.score, model)
-        self.reference_ = posterior_means(
-            model, xt, batch_size=self.score_batch_size, precision=self.scoring_precision
-        )
-        if self.score_ == "latent-knn":  # a training row is not its own neighbour
-            self.decision_scores_ = latent_knn_distance(
-                model, xt, self.reference_, k=self.neighbors, exclude_self=True,
+        return model
+
+    def _training_scores(self, xt: torch.Tensor) -> np.ndarray:
+        """decision_scores_: the score of every training row (for latent-knn a training row is
+        not its own neighbour)."""
+        if self.score_ == "latent-knn":
+            return latent_knn_distance(
+                self.model_, xt, self.reference_, k=self.neighbors, exclude_self=True,
                 batch_size=self.score_batch_size, precision=self.scoring_precision,
             ).double().numpy()
-        else:
-            self.decision_scores_ = self._score_model_space(xt)
-        if self.threshold is None and X_calibration is not None:
-            self.calibrate(X_calibration)
-        else:
-            self._set_threshold(self.decision_scores_)
-        return self
+        return self._score_model_space(xt)
 
     def settings(self, kind: str, d: int) -> dict[str, Any]:
         """latent_dim, hidden, epochs and beta for data of `kind` ("image" or "tabular") with
@@ -283,32 +306,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
 
     def _check_params(self) -> None:
-        c = self.contamination
-        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c <= 0.5:
-            raise ValueError(f"contamination must be in (0, 0.5], got {c!r}")
-        if self.score != "auto":
-            check_score(self.score)
-        if self.objective not in ("elbo", "infomax"):
-            raise ValueError(f"objective must be elbo or infomax, got {self.objective!r}")
-        if self.objective == "infomax" and self.score not in ("auto", *FEATURE_SCORES):
-            raise ValueError(
-                f"objective='infomax' trains an encoder-only model, which has no decoder for "
-                f"score={self.score!r}; use score='latent-knn'"
-            )
-        k = self.neighbors
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"neighbors must be an integer >= 1, got {self.neighbors!r}")
-        if self.threshold is not None and not math.isfinite(float(self.threshold)):
-            raise ValueError(f"threshold must be a finite number, got {self.threshold!r}")
-        if self.samples is not None:
-            check_samples(self.samples)
-        if self.precision not in ("auto", *PRECISIONS):
-            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
-        if self.likelihood not in (None, "bernoulli", "gaussian", "gaussian-learned"):
-            raise ValueError(
-                f"likelihood must be bernoulli, gaussian or gaussian-learned, got "
-                f"{self.likelihood!r}"
-            )
+        check_params(self)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -327,7 +325,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
     def _prepare(self, X: Any) -> torch.Tensor:
         """X in data space -> model-space tensor (n, *event_shape), checked against the fit."""
         self._check_fitted()
-        x, _ = _as_array(X, "X")
+        x, _ = as_array(X, "X")
         if tuple(x.shape[1:]) != self.event_shape_:
             if x.ndim == 2 and len(self.event_shape_) == 1:
                 raise ValueError(
@@ -430,143 +428,11 @@ class VAEDetector(OutlierMixin, BaseEstimator):
 
     def save(self, path: str | Path) -> None:
         """One safetensors file: the VAE's weights and the training scores as tensors; the
-        parameters, model config, preprocessing and threshold as JSON in its header."""
-        self._check_fitted()
-        tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
-        tensors["decision_scores"] = torch.from_numpy(self.decision_scores_)
-        tensors["reference"] = self.reference_.contiguous()
-        meta = {
-            "format": FORMAT,
-            "params": _jsonable(self.get_params()),
-            "model": to_dict(self.model_.config),
-            "preprocessor": self.preprocessor_.to_dict(),
-            "kind": self.kind_,
-            "threshold": self.threshold_,
-            "precision": self.precision_,
-        }
-        save_tensors(Path(path), tensors, meta)
+        parameters, model config, preprocessing and threshold as JSON in its header
+        (`vaekit.anomaly.persist`)."""
+        save_detector(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> VAEDetector:
         """A detector saved by `save`; refuses other or damaged files with a clear message."""
-        from vaekit.data import DataError, Preprocessor
-
-        tensors, meta = load_tensors(Path(path))
-        if meta.get("format") != FORMAT:
-            raise CheckpointError(
-                f"{path}: not a vaekit anomaly detector file (format {meta.get('format')!r})"
-            )
-        try:
-            params = dict(meta["params"])
-            known = cls().get_params()
-            unknown = sorted(set(params) - set(known))
-            if unknown:
-                raise CheckpointError(f"{path}: unknown detector parameter(s) {unknown}")
-            for key in ("hidden", "conv_channels"):
-                if isinstance(params.get(key), list):
-                    params[key] = tuple(params[key])
-            det = cls(**params)
-            config = from_dict(ModelConfig, meta["model"], strict=True, where="model config")
-            det.preprocessor_ = Preprocessor.from_dict(meta["preprocessor"])
-            det.kind_ = str(meta["kind"])
-            det.threshold_ = float(meta["threshold"])
-            # files saved before precision="auto" trained in the precision they name
-            det.precision_ = str(meta.get("precision", det.precision))
-        except (KeyError, TypeError, ConfigError, DataError) as e:
-            raise CheckpointError(f"{path}: damaged detector file: {e}") from None
-        model = VAE.from_config(config)
-        model_tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-        load_state(model, model_tensors, str(path))
-        det.model_ = model.eval()
-        det.event_shape_ = tuple(config.event_shape)
-        det.n_features_in_ = math.prod(config.event_shape)
-        det.decision_scores_ = tensors["decision_scores"].double().numpy()
-        if "reference" in tensors:  # files saved before latent-knn have none
-            det.reference_ = tensors["reference"].float()
-        det.score_ = resolve_score(det.score, model)
-        det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int64)
-        return det
-
-
-def _warn_if_flat_images(x: np.ndarray) -> None:
-    """Warn when a table looks like flattened square images: (n, s*s) with s >= 8 and every
-    value in [0, 1]. As a table it is standardised, modelled with a Gaussian and scored by elbo;
-    as (n, s, s) images it gets the Bernoulli likelihood and smooth-error, the better detector
-    (benchmarks/results/anomaly_mnist.md)."""
-    side = math.isqrt(x.shape[1])
-    if side >= 8 and side * side == x.shape[1] and x.min() >= 0 and x.max() <= 1:
-        import warnings
-
-        warnings.warn(
-            f"X has {x.shape[1]} columns in [0, 1]: if its rows are {side}x{side} images, pass "
-            f"X.reshape(-1, {side}, {side}) to detect with the image defaults (Bernoulli, "
-            "smooth-error); as it is, X is treated as a table",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
-
-
-def _as_array(X: Any, name: str) -> tuple[np.ndarray, str]:
-    """X (array, tensor, DataFrame or source path) -> float32 (n, *event_shape) and its kind
-    ("image" or "tabular"); a one-line ValueError for what cannot be scored."""
-    if isinstance(X, (str, Path)):
-        from vaekit.data import load_source
-
-        ds = load_source(str(X))
-        return ds.x, ds.kind
-    import scipy.sparse
-
-    if scipy.sparse.issparse(X):
-        raise ValueError(f"{name} is a sparse matrix; sparse data is not supported: use .toarray()")
-    if isinstance(X, torch.Tensor):
-        x = X.detach().cpu().numpy()
-    else:
-        try:
-            x = np.asarray(X)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{name} cannot be read as an array: {e}") from None
-    if x.dtype.kind == "c":
-        raise ValueError(f"{name} holds complex numbers: Complex data not supported; pass X.real")
-    if x.dtype.kind == "O":  # numbers held as objects (e.g. a DataFrame's .values) convert
-        try:
-            x = x.astype(np.float64)
-        except ValueError as e:  # text
-            raise ValueError(
-                f"{name} holds non-numeric values ({e}); convert or drop text columns"
-            ) from None
-        except TypeError as e:  # "float() argument must be a string or a real number, not ..."
-            raise TypeError(f"{name} holds values that are not numbers: {e}") from None
-    if x.dtype.kind not in "biuf":
-        raise ValueError(
-            f"{name} holds non-numeric values (dtype {x.dtype}); convert or drop text columns"
-        )
-    if x.ndim < 2 or x.ndim > 4:
-        raise ValueError(
-            f"{name} must be (n, features), (n, H, W) or (n, C, H, W), got shape {x.shape}. "
-            "Reshape your data: X.reshape(1, -1) for a single row, X.reshape(-1, 1) for a "
-            "single feature"
-        )
-    if len(x) == 0:
-        raise ValueError(f"{name} has 0 rows")
-    if x.ndim == 2 and x.shape[1] == 0:
-        raise ValueError(
-            f"{name} has 0 feature(s) (shape={x.shape}) while a minimum of 1 is required; "
-            "give at least one column"
-        )
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / np.float32(255.0)
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    bad = ~np.isfinite(x)
-    if bad.any():
-        rows = np.flatnonzero(bad.reshape(len(x), -1).any(1))
-        raise ValueError(
-            f"{name} has {len(rows)} row(s) with NaN or infinite values (first: row {rows[0]}); "
-            "drop or impute them first"
-        )
-    if x.ndim == 3:
-        x = x[:, None]
-    return x, "tabular" if x.ndim == 2 else "image"
+        return load_detector(cls, path)

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit import anomaly, class_plots, plots
+from vaekit import viz as plots
+from vaekit.anomaly import estimator as anomaly
+from vaekit.viz import classes as class_plots
 
 UNITS = {
     "recon-error": "squared error of the reconstruction",
@@ -82,7 +84,7 @@ def histogram(scores: np.ndarray, threshold: float, path: Path, score: str, how:
     ax.set_title(how, fontsize=10)
     ax.legend(frameon=False, fontsize=9)
     ax.grid(alpha=0.25, lw=0.5)
-    return plots._save(fig, path)
+    return plots.save_figure(fig, path)
 
 
 def extremes(
@@ -164,4 +166,4 @@ def _table_extremes(
     axes[0, 0].set_ylabel("value (as the model sees it)")
     axes[1, 0].set_ylabel("value (as the model sees it)")
     axes[0, 0].legend(fontsize=8, frameon=False)
-    return plots._save(fig, path)
+    return plots.save_figure(fig, path)

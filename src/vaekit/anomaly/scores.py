@@ -14,17 +14,19 @@ in nats (summed over the data dimensions, as everywhere in vaekit).
                                                 means of the normal training rows)
 
 The first five decode (SCORES); latent-knn needs only the encoder (FEATURE_SCORES), so it
-also scores with an encoder-only model (objective infomax, `vaekit.infomax`), and it needs the
+also scores with an encoder-only model (objective infomax, `vaekit.core.critic`), and it needs the
 reference codes.
 
-`feature_contributions` splits a decoding score into per-feature parts (which pixels or
-columns make an input abnormal). All score functions take a `vaekit.models.VAE` and x:
+`feature_contributions` (`vaekit.anomaly.contributions`) splits a decoding score into
+per-feature parts (which pixels or columns make an input abnormal); `run_reference` and
+`run_threshold` (`vaekit.anomaly.run_scores`) take latent-knn's reference codes and a threshold
+from a trained run's own splits. All score functions take a `vaekit.core.model.VAE` and x:
 (n, *event_shape) in the model's space (already preprocessed), run batched under no_grad, are
 seeded (the caller's RNG state is untouched) and take precision="bf16" to run the networks in
 bfloat16. The Monte Carlo scores (elbo, iwae, recon-prob) draw common random numbers
-(`vaekit.priors.CommonNoise`): the l-th draw z_l = mean + std * eps_l uses the same eps_l for
-every row, so a row's score depends on the row and the seed alone (not on the batch it is
-scored in, its position or the batch size), and rows are ranked on the same draws. The
+(`vaekit.core.posterior.CommonNoise`): the l-th draw z_l = mean + std * eps_l uses the same
+eps_l for every row, so a row's score depends on the row and the seed alone (not on the batch
+it is scored in, its position or the batch size), and rows are ranked on the same draws. The
 detector over them is `vaekit.anomaly.VAEDetector`; `default_score` says which score it takes
 unless told.
 
@@ -34,12 +36,8 @@ window of about a stroke's width averages away. A digit it does not know leaves 
 missing or extra: blobs of one sign, which survive the window. So the squared error of the
 smoothed residual, r^T G^T G r, weighs the coarse part of the residual; the plain squared
 error, r^T r, counts the edge noise alike. The window is a Gaussian of std side / 28 pixels
-along each image axis (1 pixel on MNIST's 28 x 28, a third of a stroke; 0.29 on the 8 x 8
-digits, where it changes little). Measured with the default detector on the one-class
-benchmark (benchmarks/results/anomaly_smoothing.md), mean AUROC on MNIST test-set data:
-recon-error 0.966, smooth-error 0.973 (seed 1: 0.967 and 0.975); the width was chosen inside the
-training split (0.75-1 pixel best of 0.5-2), and the test split agrees. On the digits both give
-0.990: the window matters where images have pixels finer than their strokes.
+along each image axis (1 pixel on MNIST's 28 x 28, a third of a stroke): it matters where
+images have pixels finer than their strokes (figures: the docs' anomaly benchmark page).
 """
 
 from __future__ import annotations
@@ -50,16 +48,16 @@ from typing import Any
 
 import torch
 
-from vaekit.devices import device_of, fork_rng
-from vaekit.models import VAE, common_noise, networks_in
-from vaekit.objectives import elbo_terms, log_likelihood
+from vaekit.core.model import VAE, common_noise
+from vaekit.core.objectives import elbo_terms, log_likelihood
+from vaekit.core.precision import networks_in
+from vaekit.core.utils import device_of, fork_rng
 
 SCORES = ("elbo", "iwae", "recon-prob", "recon-error", "smooth-error")  # each decodes
 IMAGE_SCORES = ("smooth-error",)  # smooths over neighbouring pixels: images only
 FEATURE_SCORES = ("latent-knn",)  # the encoder's features only
 # L (elbo, recon-prob) or K (iwae): 100 each. The draws are common to every row (CommonNoise),
-# so the ranking moves with them: on breast cancer the AUROC's sd over seeds is 0.0020 at
-# L=10 and 0.0007 at L=100 (benchmarks/results/anomaly_score_noise.md).
+# so the ranking moves with them; 100 keeps that small (figures: the docs' anomaly benchmark page).
 DEFAULT_SAMPLES = {"elbo": 100, "iwae": 100, "recon-prob": 100, "recon-error": 1, "smooth-error": 1}
 SMOOTHING_SIDE = 28  # smooth-error's window: std = image side / 28 pixels (1 pixel on MNIST)
 DEFAULT_NEIGHBORS = 5  # k of latent-knn, as PyOD's KNN detector
@@ -254,10 +252,9 @@ def smoothed_error(
 
 def default_score(model: VAE) -> str:
     """The score `VAEDetector(score="auto")` and `vaekit score` take unless told: the one that
-    wins on this kind of data in benchmarks/results/anomaly_*.md. smooth-error for images
-    (MNIST: 0.973 against recon-error's 0.966), elbo for tables (breast cancer: 0.963 / AP 0.940
-    against recon-error's 0.960 / 0.937), latent-knn for an encoder-only model (the only one it
-    has)."""
+    wins on this kind of data in the benchmarks: smooth-error for images, elbo for tables,
+    latent-knn for an encoder-only model (the only one it has). Figures: the docs' anomaly
+    benchmark page."""
     if not model.has_decoder:
         return "latent-knn"
     return "smooth-error" if len(model.config.event_shape) == 3 else "elbo"
@@ -368,126 +365,8 @@ def score_samples(
     return reconstruction_error(model, x, **common)
 
 
-def _whole(x: Any) -> torch.Tensor:
-    """A split's rows as one tensor (a memory-mapped split is read whole)."""
-    return x if isinstance(x, torch.Tensor) else x[torch.arange(len(x))]
-
-
-def run_reference(run: Any, precision: str = "fp32") -> torch.Tensor:
-    """latent-knn's reference codes for a run: the posterior means of its training split,
-    (n, latent). run: a `vaekit.runs.Run` trained on normal data."""
-    from vaekit.data import prepare
-
-    x = prepare(run.config.data).train.x
-    if len(x) == 0:
-        raise ValueError("the run has no training data to take reference codes from")
-    return posterior_means(run.model, _whole(x), precision=precision)
-
-
-def run_threshold(
-    run: Any,
-    score: str,
-    contamination: float = 0.1,
-    *,
-    samples: int | None = None,
-    precision: str = "fp32",
-    seed: int = 0,
-    reference: torch.Tensor | None = None,
-    neighbors: int = DEFAULT_NEIGHBORS,
-) -> tuple[float, str]:
-    """The (1 - contamination) quantile of `score` on a run's held-out normal data: its
-    validation split, or its training split when it has none. Returns (threshold, the split).
-
-    run: a `vaekit.runs.Run` trained on normal data. reference, neighbors: as in
-    `score_samples` (latent-knn; the training split's own rows are not their own neighbours).
-    """
-    from vaekit.data import prepare
-
-    if not 0 < contamination <= 0.5:
-        raise ValueError(f"contamination must be in (0, 0.5], got {contamination:g}")
-    splits = prepare(run.config.data)
-    for name in ("val", "train"):
-        x = getattr(splits, name).x
-        if len(x):
-            x = _whole(x)
-            if score == "latent-knn" and name == "train" and reference is not None:
-                s = latent_knn_distance(
-                    run.model, x, reference, k=neighbors, exclude_self=True, precision=precision
-                )
-            else:
-                s = score_samples(
-                    run.model, x, score, samples=samples, precision=precision, seed=seed,
-                    reference=reference, neighbors=neighbors,
-                )
-            return float(torch.quantile(s.double(), 1.0 - contamination)), name
-    raise ValueError("the run has no training data to set a threshold from; give a threshold")
-
-
 def check_score(score: Any) -> None:
     if score not in (*SCORES, *FEATURE_SCORES):
         raise ValueError(
             f"unknown score {score!r}; choose one of {', '.join((*SCORES, *FEATURE_SCORES))}"
         )
-
-
-def _per_feature_nll(model: VAE, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """-log p(x_d | z) per data dimension: params (S, b, *event), x (b, *event) -> (S, b, *event).
-
-    The core likelihoods sum over the event dimensions; this is the same density left
-    unsummed (a test checks that it sums to `model.likelihood.log_prob`).
-    """
-    lik = model.likelihood
-    if lik.name == "bernoulli":
-        return torch.nn.functional.binary_cross_entropy_with_logits(
-            params, x.expand_as(params), reduction="none"
-        )
-    log_sigma = lik._log_sigma()  # Gaussian, fixed or learned (clamped as in log_prob)
-    z = (x - params) * torch.exp(-log_sigma)
-    return 0.5 * z**2 + log_sigma + 0.5 * math.log(2 * math.pi)
-
-
-def feature_contributions(
-    model: VAE,
-    x: torch.Tensor,
-    score: str = "recon-error",
-    *,
-    samples: int | None = None,
-    batch_size: int = 256,
-    precision: str = "fp32",
-    seed: int = 0,
-) -> torch.Tensor:
-    """Per-feature parts of a score, (n, *event_shape): which pixels or columns make x abnormal.
-
-    recon-error: (x_d - E[x_d | z = mean])^2 (sums to the score exactly).
-    smooth-error: (G * (x - E[x | z = mean]))_d^2, the smoothed residual's square at pixel d
-    (sums to the score exactly).
-    recon-prob, elbo, iwae: mean over L draws z_l ~ q(z|x) of -log p(x_d | z_l), nats per
-    feature (sums to the recon-prob score; for elbo and iwae it is their reconstruction part:
-    the KL term belongs to no single feature).
-    """
-    check_score(score)
-    if score in FEATURE_SCORES:
-        raise ValueError(
-            f"{score} is a distance between codes and belongs to no single feature; explain "
-            "with a score that decodes (recon-error, smooth-error, recon-prob, elbo, iwae)"
-        )
-    if score == "recon-error":
-
-        def one(xb: torch.Tensor) -> torch.Tensor:
-            return _residual(model, xb).pow(2)
-
-    elif score == "smooth-error":
-        width = smoothing_width(model.config.event_shape)
-
-        def one(xb: torch.Tensor) -> torch.Tensor:
-            return gaussian_smooth(_residual(model, xb), width).pow(2)
-
-    else:
-        s = DEFAULT_SAMPLES["recon-prob"] if samples is None or score == "iwae" else int(samples)
-        check_samples(s)
-
-        def one(xb: torch.Tensor) -> torch.Tensor:
-            z = model.posterior(xb).rsample(s)
-            return _per_feature_nll(model, model.decoder_params(z), xb).mean(0)
-
-    return _batched(model, x, one, batch_size=batch_size, precision=precision, seed=seed)

@@ -35,31 +35,47 @@ def draw_clusters(
     by the real labels, where y exists).
     At most `max_points` points are drawn (a seeded random subset).
     """
-    from vaekit import plots
-    from vaekit.cluster import VAEClusterer
-
-    if isinstance(source, VAEClusterer):
-        est = source
-        if out_dir is None:
-            raise ValueError("out_dir is required when drawing a clusterer (not a run directory)")
-    else:
-        from vaekit.cli.cluster import load_run
-        from vaekit.data import load_source
-
-        est, info = load_run(Path(source))
-        if x is None:
-            if not info.get("data"):
-                raise ValueError(f"{source}: the run does not say its data; pass x")
-            ds = load_source(
-                info["data"],
-                image_shape=info.get("image_shape"),
-                label_column=info.get("label_column"),
-            )
-            x, y = ds.x, ds.y
-        out_dir = Path(source) if out_dir is None else out_dir
-    out = Path(out_dir)
+    est, x, y, out = _source(source, x, y, out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
+    samples = _samples_figure(est, x, out / SAMPLES, per_cluster, seed)
+    if samples is not None:
+        written["cluster_samples"] = samples
+    if x is not None:
+        written.update(_latent_figures(est, np.asarray(x), y, out, max_points, seed))
+    return written
+
+
+def _source(source: Any, x: Any, y: Any, out_dir: str | Path | None) -> tuple[Any, Any, Any, Path]:
+    """(the clusterer, x, y, the output folder) of `draw_clusters`' arguments: a run directory's
+    clusterer, with its data read again when x is None and the run directory as the default
+    output folder."""
+    from vaekit.cluster.estimator import VAEClusterer
+
+    if isinstance(source, VAEClusterer):
+        if out_dir is None:
+            raise ValueError("out_dir is required when drawing a clusterer (not a run directory)")
+        return source, x, y, Path(out_dir)
+    from vaekit.cluster.rundir import load_run
+    from vaekit.data import load_source
+
+    est, info = load_run(Path(source))
+    if x is None:
+        if not info.get("data"):
+            raise ValueError(f"{source}: the run does not say its data; pass x")
+        ds = load_source(
+            info["data"],
+            image_shape=info.get("image_shape"),
+            label_column=info.get("label_column"),
+        )
+        x, y = ds.x, ds.y
+    return est, x, y, Path(source) if out_dir is None else Path(out_dir)
+
+
+def _samples_figure(est: Any, x: Any, path: Path, per_cluster: int, seed: int) -> Path | None:
+    """cluster_samples.png (images only): `per_cluster` samples from each cluster's p(z|y=k),
+    or, without a decoder, the first inputs of x assigned to each cluster; None if neither."""
+    from vaekit import viz as plots
 
     k = est.n_clusters
     shape = tuple(est.model_.config.event_shape)
@@ -72,29 +88,38 @@ def draw_clusters(
     elif images is not None and x is not None:  # no decoder: show members, not samples
         rows = _members(np.asarray(x), est.predict(np.asarray(x)), k, per_cluster)
         title = f"inputs assigned to each cluster (row k: cluster k; blank: fewer), K={k}"
-    if rows is not None:
-        grid = plots.as_images(rows.reshape(len(rows), *shape), shape)
-        written["cluster_samples"] = plots.image_grid(
-            np.clip(grid, 0, 1), out / SAMPLES, nrow=per_cluster, title=title
-        )
-    if x is not None:
-        x = np.asarray(x)
-        idx = np.arange(len(x))
-        if len(idx) > max_points:
-            idx = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
-        xs = x[idx]
-        means = est.transform(xs)
-        assigned = est.predict(xs)
-        written["cluster_latent"] = plots.latent_scatter(
+    if rows is None:
+        return None
+    grid = plots.as_images(rows.reshape(len(rows), *shape), shape)
+    return plots.image_grid(np.clip(grid, 0, 1), path, nrow=per_cluster, title=title)
+
+
+def _latent_figures(
+    est: Any, x: np.ndarray, y: Any, out: Path, max_points: int, seed: int
+) -> dict[str, Path]:
+    """cluster_latent.png (latent means coloured by cluster) and, where y exists,
+    cluster_latent_labels.png (coloured by y), of at most `max_points` rows of x (a seeded
+    random subset)."""
+    from vaekit import viz as plots
+
+    idx = np.arange(len(x))
+    if len(idx) > max_points:
+        idx = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
+    xs = x[idx]
+    means = est.transform(xs)
+    assigned = est.predict(xs)
+    written = {
+        "cluster_latent": plots.latent_scatter(
             means, assigned, out / LATENT, title="latent means, coloured by cluster (q(y|x))"
         )
-        if y is not None:
-            written["cluster_latent_labels"] = plots.latent_scatter(
-                means,
-                np.asarray(y)[idx],
-                out / LATENT_LABELS,
-                title="the same points, coloured by their real labels",
-            )
+    }
+    if y is not None:
+        written["cluster_latent_labels"] = plots.latent_scatter(
+            means,
+            np.asarray(y)[idx],
+            out / LATENT_LABELS,
+            title="the same points, coloured by their real labels",
+        )
     return written
 
 

@@ -1,9 +1,30 @@
-"""The recipe of the clustering VAE (`vaekit.cluster.VAEClusterer`), one named helper per stage,
+"""The recipe of the clustering VAE (`vaekit.cluster.VAEClusterer`): one named helper per stage,
 and the scores of a clustering against labels. The stages, in the order the estimator runs
-them (why each is there: `vaekit.cluster`'s docstring): `pretrain` (an autoencoder),
-`initial_clustering` (t-SNE + full-covariance GMM restarts, chosen without labels),
-`init_prior` (the mixture set from those clusters, with a variance floor), `pull` (the initial
-clusters observed), `joint` (the VaDE objective, y inferred), `reseed_empty`.
+them, and why each is there (all on by default; figures for each: the docs' clustering
+benchmark page):
+1. `pretrain`: the same networks trained as an autoencoder (a VAE with beta = 0 through
+   `vaekit.train.fit`: the rate is not penalised, so the posterior variance shrinks to the
+   floor and the codes are an autoencoder's).
+2. `initial_clustering`: a 2-D t-SNE and a full-covariance Gaussian mixture on it, `n_init`
+   restarts, the winner the restart with the highest mean log-likelihood of the embedding (no
+   labels used). What t-SNE sees (`init_space`): the autoencoder's codes, or for inputs of at
+   most 256 features the inputs themselves (small inputs cluster better as they are, wide ones
+   as codes). t-SNE is initialisation only, never the prediction: a GMM on the codes
+   themselves starts worse.
+3. `init_prior` + `pull`: the mixture prior is set to the per-cluster moments of the codes (the
+   variance floor adds the encoder's mean posterior variance, so unused latent dimensions do
+   not get tiny prior variances: the cause of collapse into one cluster), then the clustering
+   VAE is trained with those initial labels *observed* (KL to p(z|y) for the given y, beta
+   `pull_beta`): the latent space is pulled into one Gaussian per initial cluster, so that
+   q(y|x) starts out agreeing with the initial clustering. The mixture is then set again to
+   the moments of the pulled codes (the M-step in closed form).
+4. `joint`: the VaDE objective (`vaekit.cluster.estimator`), y inferred, at a fifth of the
+   learning rate (a good start drifts at the full rate) and with the rate weighted as in the
+   pull (`joint_beta`): the KL terms keep each code in its cluster's Gaussian, where at beta 1
+   the reconstruction pulls codes across cluster borders (hence the defaults pull_beta 10,
+   joint_beta 5).
+5. `reseed_empty`: a cluster that q(y|x) leaves (near) empty is re-seeded from half of the
+   largest cluster, and the joint stage continues (`joint_stage`).
 """
 
 from __future__ import annotations
@@ -15,8 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.config import TrainConfig
-from vaekit.models import VAE
+from vaekit.core.model import VAE
+from vaekit.train import distributed
+from vaekit.train.config import TrainConfig
 
 # --- scores ------------------------------------------------------------------------------------
 
@@ -79,7 +101,7 @@ def _train(
 ) -> None:
     """A stage's training on `device`; the model comes back to the CPU, where the recipe's
     NumPy steps (codes, t-SNE, GMM, responsibilities) read it."""
-    from vaekit.train import fit
+    from vaekit.train.loop import fit
 
     y = None if labels is None else torch.from_numpy(labels)
     fit(model, x, None, cfg, y_train=y, progress=verbose, device=device)
@@ -98,7 +120,8 @@ def codes(model: VAE, x: torch.Tensor, batch_size: int = 1024) -> tuple[np.ndarr
     return torch.cat(means).double().numpy(), torch.cat(variances).double().numpy()
 
 
-# 500 iterations: as accurate as 1000 on MNIST codes (0.908 vs 0.911), half the time.
+# 500 iterations: as accurate as 1000, in half the time (figures: the docs' clustering
+# benchmark page).
 TSNE_ITERATIONS = 500
 
 
@@ -239,6 +262,76 @@ def reseed_empty(model: VAE, x: torch.Tensor, min_size: int) -> list[int]:
     return reseeded
 
 
+# --- the stages as the estimator chains them ------------------------------------------------
+
+
+def initial_stage(
+    ae: VAE, x: torch.Tensor, k: int, space: str, *, method: str, n_init: int, seed: int
+) -> tuple[InitResult, np.ndarray, np.ndarray]:
+    """(k initial clusters, the autoencoder's code means and variances, each (n, latent)): the
+    `initial_clustering` of the codes (space "codes") or of the inputs (`input_features`), the
+    same on every torchrun rank."""
+    z, z_var = codes(ae, x)
+    features = z if space == "codes" else input_features(x.numpy(), seed)
+    init = initial_clustering(features, k, method=method, n_init=n_init, seed=seed)
+    # under torchrun every rank computes it; all take rank 0's (t-SNE may differ by machine)
+    distributed.current().from_main(torch.from_numpy(init.labels))
+    return init, z, z_var
+
+
+def pull_stage(
+    model: VAE,
+    ae: VAE,
+    x: torch.Tensor,
+    labels: np.ndarray,
+    ae_codes: tuple[np.ndarray, np.ndarray],
+    cfg: TrainConfig | None,
+    verbose: bool = False,
+    device: str = "cpu",
+) -> None:
+    """In place: the clustering VAE `model` takes the autoencoder's networks, its mixture is set
+    from the initial clusters `labels` (`init_prior`; ae_codes: the codes' means and
+    variances), it is trained with them observed (`pull`; cfg None: not trained) and the
+    mixture is set again from the pulled codes."""
+    model.encoder.load_state_dict(ae.encoder.state_dict())
+    for part in ("decoder", "critic"):  # the decoder of a VAE, the critic of an encoder-only
+        if getattr(ae, part) is not None:
+            getattr(model, part).load_state_dict(getattr(ae, part).state_dict())
+    init_prior(model, *ae_codes, labels)
+    if cfg is not None:
+        pull(model, x, labels, cfg, verbose, device)
+        init_prior(model, *codes(model, x), labels)
+
+
+def joint_stage(
+    model: VAE,
+    x: torch.Tensor,
+    cfg: TrainConfig | None,
+    min_size: int,
+    verbose: bool = False,
+    device: str = "cpu",
+) -> tuple[int, list[int]]:
+    """`joint` (cfg None: not trained), then clusters that q(y|x) gives fewer than `min_size`
+    points re-seeded (`reseed_empty`) and left to settle for half as long, twice at most; then
+    a last re-seed of empty clusters. Returns (epochs trained, the re-seeded clusters)."""
+    epochs, reseeded = 0, []
+    if cfg is not None:
+        joint(model, x, cfg, verbose, device)
+        epochs += cfg.epochs
+        settle = with_changes(cfg, epochs=max(1, cfg.epochs // 2))
+        for _ in range(2):  # re-seed emptied clusters and let them settle, twice at most
+            found = reseed_empty(model, x, min_size)
+            if not found:
+                break
+            reseeded += found
+            joint(model, x, settle, device=device)
+            epochs += settle.epochs
+    # A last re-seed without training after it (it cannot help a model whose codes
+    # carry no cluster structure at all).
+    reseeded += reseed_empty(model, x, 1)
+    return epochs, reseeded
+
+
 def with_changes(cfg: TrainConfig, **changes: Any) -> TrainConfig:
     import dataclasses
 
@@ -247,12 +340,11 @@ def with_changes(cfg: TrainConfig, **changes: Any) -> TrainConfig:
 
 # Training lengths when left to the estimator: at least this many optimizer steps (and the
 # epoch counts below), so small data sets get as many updates as MNIST-sized ones.
-# The joint stage drifts from a good start (digits, 5 seeds: 0.936 -> 0.931 in 160 steps,
-# 0.933 -> 0.931 in 80), so its floor is short.
+# The joint stage drifts from a good start, so its floor is short.
 PRETRAIN_STEPS, PULL_STEPS, JOINT_STEPS = 400, 400, 80
-# init_space "auto": cluster the inputs themselves up to this many features, else the codes.
-# Measured (t-SNE + GMM, Hungarian accuracy): digits (64 features) 0.95 on the inputs vs
-# 0.77-0.87 on autoencoder codes; MNIST (784) 0.82-0.87 on the inputs vs 0.91 on the codes.
+# init_space "auto": cluster the inputs themselves up to this many features, else the codes
+# (small inputs such as the 8x8 digits cluster better as they are, MNIST's as codes; figures:
+# the docs' clustering benchmark page).
 AUTO_INPUT_FEATURES = 256
 
 

@@ -1,0 +1,71 @@
+"""What `VAEClusterer` accepts: its parameters (`check_params`) and its data (`validate`: an
+array, tensor or DataFrame to float32 (n, *event_shape), with scikit-learn's checks and
+messages, images kept as images)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def check_params(est: Any) -> None:
+    """Refuse a `VAEClusterer`'s parameters that cannot work, in one line each."""
+    k = est.n_clusters
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"n_clusters must be an integer >= 2, got {k!r}")
+    if k < 2:
+        raise ValueError(f"n_clusters must be >= 2, got {k}")
+    for name in ("pretrain_epochs", "pull_epochs", "epochs"):
+        v = getattr(est, name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+    for name in ("n_init", "batch_size", "latent_dim"):
+        v = getattr(est, name)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    if est.init not in ("tsne", "gmm"):
+        raise ValueError(f"init must be 'tsne' or 'gmm', got {est.init!r}")
+    if est.init_space not in ("auto", "input", "codes"):
+        raise ValueError(
+            f"init_space must be 'auto', 'input' or 'codes', got {est.init_space!r}"
+        )
+    if est.objective not in ("elbo", "infomax"):
+        raise ValueError(f"objective must be 'elbo' or 'infomax', got {est.objective!r}")
+    if est.arch not in ("auto", "mlp", "conv"):
+        raise ValueError(f"arch must be 'auto', 'mlp' or 'conv', got {est.arch!r}")
+    if not est.lr > 0 or not est.pull_beta >= 0 or not est._joint_beta() >= 0:
+        raise ValueError("lr must be > 0, and pull_beta and joint_beta >= 0")
+
+
+def validate(est: Any, X: Any, reset: bool) -> np.ndarray:
+    """X -> float32 (n, *event_shape); one-line ValueError for what cannot be used. reset (fit):
+    sets est's input shape (and n_features_in_); otherwise X is checked against it."""
+    from sklearn.utils.validation import validate_data
+
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    if isinstance(X, np.ndarray) and X.dtype == np.uint8:
+        X = X.astype(np.float32) / np.float32(255.0)  # 8-bit pixels -> [0, 1]
+    shape: tuple[int, ...] | None = None
+    if isinstance(X, np.ndarray) and X.ndim > 2:
+        shape = tuple(X.shape[1:])
+        X = X.reshape(len(X), -1)
+    x = validate_data(est, X, reset=reset, dtype=[np.float32, np.float64])
+    x = np.asarray(x, dtype=np.float32)
+    if reset:
+        if est.image_shape is not None:
+            shape = tuple(int(s) for s in est.image_shape)
+            if math.prod(shape) != x.shape[1]:
+                raise ValueError(
+                    f"image_shape {shape} holds {math.prod(shape)} values but X has "
+                    f"{x.shape[1]} features per sample"
+                )
+        if shape is not None and len(shape) == 2:
+            shape = (1, *shape)
+        est._event_shape = shape or (x.shape[1],)
+    return x.reshape(len(x), *est._event_shape)
