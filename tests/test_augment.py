@@ -1,4 +1,4 @@
-"""The encoder-only model's cheap random views (vaekit.augment): the noise table's numbers, the
+"""The encoder-only model's cheap random views (vaekit.core.augment): the noise table's numbers, the
 Bernoulli sample, the translation, when the config augments, and what the encoder sees."""
 
 from __future__ import annotations

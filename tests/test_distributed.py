@@ -1,4 +1,4 @@
-"""Distributed training (vaekit.distributed): rank shards, gradients equal to one process's,
+"""Distributed training (vaekit.train.distributed): rank shards, gradients equal to one process's,
 rank-0-only files, resume, and whole jobs under torchrun that end cleanly when a rank fails or
 the launcher is interrupted. Two CPU processes with gloo; every job is bounded in time."""
 

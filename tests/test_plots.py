@@ -1,4 +1,4 @@
-"""Figures (vaekit.plots) and the HTML report (vaekit.report)."""
+"""Figures (vaekit.viz) and the HTML report (vaekit.viz.report)."""
 
 from __future__ import annotations
 

@@ -153,7 +153,7 @@ def train_run(
     checkpoint. device: where to train and evaluate (auto: a CUDA GPU, else MPS, else the CPU);
     nothing written depends on it.
 
-    Launched by torchrun (vaekit.distributed), every rank runs this: all make the same checks
+    Launched by torchrun (vaekit.train.distributed), every rank runs this: all make the same checks
     and load the same data, then join the process group and train their shards; only rank 0
     writes, evaluates and draws (the other ranks return empty figures).
     """
@@ -322,7 +322,7 @@ def draw(
     extra: dict[str, Path] | None = None,
 ) -> dict[str, Path]:
     """Write the run's pictures and report.html; returns {name: path}. extra: pictures drawn
-    by an application (e.g. `vaekit.anomaly_plots.draw_anomaly`) to show in the report too."""
+    by an application (e.g. `vaekit.anomaly.plots.draw_anomaly`) to show in the report too."""
     from vaekit.viz import plot_run
     from vaekit.viz.report import write_report
 

@@ -126,7 +126,7 @@ def _training_mode(
     the compiler's (steps.compile_settings)."""
     # Adam's moments of parameters that never get gradient decay into denormal floats,
     # which make CPU steps 1.5-2x slower after ~800 steps. Flushing them to zero changes
-    # values below 1e-38 only. All threads: see vaekit.denormals. (GPUs flush by themselves.)
+    # values below 1e-38 only. All threads: see vaekit.train.denormals. (GPUs flush by themselves.)
     was_flushing = denormals.is_flushing()
     flushed = (
         cfg.flush_denormal
@@ -170,7 +170,7 @@ def fit(
     where the model is. The model is moved there and stays there; the data follow the rule of
     `DeviceRows`. Batches and shuffles are drawn on the CPU, so a run's batches do not depend
     on the device (the posterior noise comes from the device's generator).
-    In a torch.distributed process group (torchrun; vaekit.distributed) each rank trains on its
+    In a torch.distributed process group (torchrun; vaekit.train.distributed) each rank trains on its
     shard of every global batch of cfg.batch_size rows, the epoch's metrics are summed across
     ranks, and only rank 0 writes to run_dir; every rank returns the same history.
     """
