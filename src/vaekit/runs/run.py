@@ -23,15 +23,15 @@ from typing import Any
 
 import torch
 
-from vaekit.train import distributed
 from vaekit.core.config import ConfigError, ModelConfig, to_dict
-from vaekit.runs.config import RunConfig, load_run_config, save_json
-from vaekit.data import DataError, Preprocessor, Splits, load_like_run, prepare
-from vaekit.core.utils import device_of
-from vaekit.train.devices import resolve_device
-from vaekit.train.evaluate import conditional_accuracy, evaluate
 from vaekit.core.io import CheckpointError, atomic_write_text
 from vaekit.core.model import VAE
+from vaekit.core.utils import device_of
+from vaekit.data import DataError, Preprocessor, Splits, load_like_run, prepare
+from vaekit.runs.config import RunConfig, load_run_config, save_json
+from vaekit.train import distributed
+from vaekit.train.devices import resolve_device
+from vaekit.train.evaluate import conditional_accuracy, evaluate
 from vaekit.train.loop import (
     CHECKPOINT,
     METRICS,

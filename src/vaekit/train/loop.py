@@ -170,8 +170,8 @@ def fit(
     where the model is. The model is moved there and stays there; the data follow the rule of
     `DeviceRows`. Batches and shuffles are drawn on the CPU, so a run's batches do not depend
     on the device (the posterior noise comes from the device's generator).
-    In a torch.distributed process group (torchrun; vaekit.train.distributed) each rank trains on its
-    shard of every global batch of cfg.batch_size rows, the epoch's metrics are summed across
+    In a torch.distributed process group (torchrun; vaekit.train.distributed) each rank trains
+    on its shard of every global batch of cfg.batch_size rows, the epoch's metrics are summed across
     ranks, and only rank 0 writes to run_dir; every rank returns the same history.
     """
     # under torchrun, "auto" and "cuda" mean this process's own GPU (cuda:LOCAL_RANK)
