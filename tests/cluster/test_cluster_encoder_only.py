@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from test_cluster import CLI_TINY, TINY, _csv_data, blobs_through_net
+
 from vaekit.cli import main
 from vaekit.cluster.estimator import VAEClusterer, hungarian_accuracy
 

@@ -25,7 +25,7 @@ from vaekit.data import (
 )
 from vaekit.data.config import DataConfig
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 MNIST = SHARED / "mnist"
 FREY = SHARED / "frey" / "frey_rawface.mat"
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
-
 from test_anomaly import FAST, cli, read_rows, write_csv
+
 from vaekit.anomaly import estimator as anomaly
 from vaekit.anomaly.estimator import VAEDetector
 

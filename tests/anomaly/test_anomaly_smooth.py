@@ -11,8 +11,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 from sklearn.metrics import roc_auc_score
-
 from test_anomaly import FAST, cli, planted, read_rows
+
 from vaekit.anomaly.estimator import VAEDetector
 from vaekit.anomaly.scores import gaussian_smooth, smoothing_width
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from test_cli import FAST, assert_same_training, run
 from test_conditional import cvae
+
+from clitools import FAST, assert_same_training, run
 from vaekit import VAE, ModelConfig
 from vaekit.core.config import ConfigError
 from vaekit.core.io import load_tensors

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_cli import FAST, assert_one_line_error, run, tree_hash
+from clitools import FAST, assert_one_line_error, run, tree_hash
 from vaekit import VAE
 from vaekit.runs.run import Run
 

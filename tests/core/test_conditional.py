@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from test_cli import FAST, assert_one_line_error, assert_same_training, checkpoint, run
+from clitools import FAST, assert_one_line_error, assert_same_training, checkpoint, run
 from vaekit import VAE, ModelConfig
 from vaekit.core.config import ConfigError, from_dict, to_dict
 from vaekit.core.io import load_tensors, save_tensors
@@ -379,3 +379,4 @@ def test_label_errors_of_sample(tmp_path: Path, capsys) -> None:
     )
     assert "--conditional" in assert_one_line_error(rc, err)
     assert not (tmp_path / "x").exists()
+

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_cli import FAST, assert_one_line_error, run
+from clitools import FAST, assert_one_line_error, run
 from vaekit import VAE, ModelConfig, TrainConfig
 from vaekit.core.io import load_tensors
 from vaekit.data import prepare
