@@ -380,3 +380,33 @@ def test_label_errors_of_sample(tmp_path: Path, capsys) -> None:
     assert "--conditional" in assert_one_line_error(rc, err)
     assert not (tmp_path / "x").exists()
 
+
+def test_a_conditional_model_defaults_to_the_class_full_prior() -> None:
+    assert ModelConfig(conditional=True, num_classes=3).prior == "class-full"
+    assert ModelConfig().prior == "normal"
+    assert ModelConfig(conditional=True, num_classes=3, prior="normal").prior == "normal"
+
+
+def test_the_cli_picks_class_full_unless_a_prior_is_chosen(tmp_path: Path, capsys) -> None:
+    small = ["--data", "digits", "--conditional", "--epochs", 1, "--latent-dim", 2, *FAST]
+
+    def prior(name: str) -> str:
+        return json.loads((tmp_path / name / "config.json").read_text())["model"]["prior"]
+
+    rc, _, err = run(capsys, "train", *small, "--out", tmp_path / "default")
+    assert rc == 0, err
+    assert prior("default") == "class-full"
+    out = tmp_path / "normal"
+    rc, _, err = run(capsys, "train", *small, "--conditional-prior", "normal", "--out", out)
+    assert rc == 0, err
+    assert prior("normal") == "normal"
+    # a --config file that names the prior keeps it
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps({"model": {"conditional": True, "prior": "class"}}))
+    rc, _, err = run(capsys, "train", *small, "--config", named, "--out", tmp_path / "named")
+    assert rc == 0, err
+    assert prior("named") == "class"
+    # resuming keeps the prior the run was trained with
+    rc, _, err = run(capsys, "train", "--out", out, "--resume", "--epochs", 2, *FAST)
+    assert rc == 0, err
+    assert prior("normal") == "normal"

@@ -81,7 +81,7 @@ def add_model_flags(g: Any) -> None:
         choices=["normal", "class", "class-full"],
         help="p(z) of a conditional VAE: normal N(0, I); class N(mu_y, I); class-full: N(mu_y, "
         "I) while training, then each class's Gaussian refit to where the encoder puts its "
-        "data (full covariance; the best conditional samples) [normal]",
+        "data (full covariance; the best conditional samples) [class-full]",
     )
 
 
@@ -217,7 +217,22 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
         merged["train"]["analytic_kl"] = False
     if args.objective is not None:  # infomax trains an encoder-only model, the rest a VAE
         merged["model"]["decoder"] = args.objective != "infomax"
+    if _prior_left_to_default(args):  # a conditional model's default prior: ModelConfig's auto
+        merged["model"]["prior"] = "auto"
     return from_dict(RunConfig, merged, strict=True)
+
+
+def _prior_left_to_default(args: argparse.Namespace) -> bool:
+    """Whether neither a flag, nor the --config file, nor the resumed run chose the prior."""
+    if args.prior is not None or args.conditional_prior is not None:
+        return False
+    if args.resume and not args.config:
+        return False  # a resumed run keeps the prior it was trained with
+    if args.config:
+        from vaekit.runs.config import read_config_data
+
+        return "prior" not in read_config_data(args.config).get("model", {})
+    return True
 
 
 def cmd_train(args: argparse.Namespace) -> int:

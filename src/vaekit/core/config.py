@@ -50,7 +50,10 @@ class ModelConfig:
     likelihood: str = "bernoulli"  # bernoulli | gaussian | gaussian-learned
     sigma: float = 1.0  # fixed sigma of 'gaussian'; initial sigma of 'gaussian-learned'
     learned_sigma: str = "per-dim"  # per-dim | shared  (only for gaussian-learned)
-    prior: str = "normal"  # normal | mixture | class | class-full | cluster  (priors.build_prior)
+    # normal | mixture | class | class-full | cluster (priors.build_prior); "auto" resolves on
+    # construction: class-full for a conditional model (its samples are the asked class far more
+    # often than under N(0, I): the docs' conditional benchmark page), else normal
+    prior: str = "auto"
     mixture_components: int = 10  # K of the mixture prior
     # The class variable y (see DESIGN.md): observed and fed to the networks (conditional),
     # observed and choosing p(z|y) (prior "class" or "class-full"), or inferred (prior "cluster").
@@ -87,6 +90,8 @@ class ModelConfig:
         )
         check_choice("likelihood", self.likelihood, ("bernoulli", "gaussian", "gaussian-learned"))
         check_choice("learned_sigma", self.learned_sigma, ("per-dim", "shared"))
+        if self.prior == "auto":
+            self.prior = "class-full" if self.conditional else "normal"
         check_choice("prior", self.prior, ("normal", "mixture", "class", "class-full", "cluster"))
         check_positive("sigma", self.sigma)
         check_positive("mixture_components", self.mixture_components)
