@@ -450,3 +450,21 @@ def test_bf16_copies_match_autocast_and_leave_the_model_fp32():
     after = model.state_dict()
     assert {k: (v.dtype, v.shape) for k, v in after.items()} == keys  # still fp32, same tensors
     assert any(not torch.equal(before[k], after[k]) for k in keys)  # and trained
+
+
+def test_the_progress_bar_names_each_figure_for_what_it_is(capsys):
+    from vaekit.train.progress import figure_names
+
+    assert figure_names(TrainConfig()) == ("-elbo", "rate", "distortion")
+    assert figure_names(TrainConfig(beta=4.0))[0] == "loss"  # beta-weighted: not -ELBO
+    assert figure_names(TrainConfig(objective="iwae", samples=5)) == (
+        "-iwae(k=5)",
+        "rate(mc)",
+        "distortion(mc)",
+    )
+    torch.manual_seed(0)
+    model = VAE.from_config(ModelConfig(event_shape=(4,), latent_dim=2, hidden=(8,)))
+    x = torch.rand(64, 4)
+    fit(model, x, None, TrainConfig(epochs=1, objective="iwae", samples=3), progress=True)
+    err = capsys.readouterr().err
+    assert "-iwae(k=3)" in err and "rate(mc)" in err and "-elbo" not in err

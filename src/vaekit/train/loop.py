@@ -36,6 +36,7 @@ from vaekit.train.progress import (
     COLUMNS,
     TENSORBOARD,
     epoch_row,
+    figure_names,
     log_epoch,
     postfix,
     progress_bar,
@@ -201,7 +202,7 @@ def fit(
                 if s.run_dir is not None and s.world.main:
                     _save_epoch(s, done.improved)
                 saved[0] = epoch
-            log_epoch(done.row, done.train, done.val, s.tb, s.bar, on_epoch)
+            log_epoch(done.row, done.train, done.val, s.tb, s.bar, on_epoch, figure_names(cfg))
             if done.stop:  # every rank has the same validation loss, so all stop here together
                 break
     _finish(s)
@@ -398,7 +399,7 @@ def _train_epoch(
         seen += len(idx)
         if bar is not None and time.monotonic() - last_shown > 0.5:  # at most twice a second
             last_shown = time.monotonic()
-            bar.set_postfix_str(postfix(sums / seen), refresh=False)
+            bar.set_postfix_str(postfix(sums / seen, None, figure_names(cfg)), refresh=False)
             bar.update(0)
     return sums, beta
 

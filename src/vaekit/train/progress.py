@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from vaekit.core.io import atomic_write_text
+from vaekit.train.config import TrainConfig
 
 TENSORBOARD = "tensorboard"  # event files, when the tensorboard package is installed
 COLUMNS = (
@@ -53,8 +54,10 @@ def log_epoch(
     tb: Any,
     bar: Any,
     on_epoch: Callable[[dict[str, float]], None] | None,
+    names: tuple[str, str, str] = ("-elbo", "rate", "distortion"),
 ) -> None:
-    """The epoch's row to TensorBoard, the caller's hook and the progress bar."""
+    """The epoch's row to TensorBoard, the caller's hook and the progress bar (figures
+    under `names`, see `figure_names`)."""
     if tb is not None:
         for key, value in row.items():
             if key != "epoch" and math.isfinite(value):
@@ -62,13 +65,35 @@ def log_epoch(
     if on_epoch is not None:
         on_epoch(row)
     if bar is not None:
-        bar.set_postfix_str(postfix(torch.tensor(train), val), refresh=False)
+        bar.set_postfix_str(postfix(torch.tensor(train), val, names), refresh=False)
         bar.update(1)
 
 
-def postfix(t: torch.Tensor, val: list[float] | None = None) -> str:
+def figure_names(cfg: TrainConfig) -> tuple[str, str, str]:
+    """What the three training figures [total, rate, distortion] are under this objective,
+    named as the progress bar shows them (nats per example).
+
+    ELBO: the total is -ELBO only at beta 1 without warm-up (else the beta-weighted loss).
+    IWAE: the total is the negative IWAE bound; rate and distortion are one-sample Monte Carlo
+    means of the same draws (mc), which do not add up to it. Infomax: the loss, the rate, and
+    minus the mutual-information estimate."""
+    if cfg.objective == "iwae":
+        return f"-iwae(k={cfg.samples})", "rate(mc)", "distortion(mc)"
+    if cfg.objective == "infomax":
+        return "loss", "rate", "-mi"
+    plain = cfg.beta == 1.0 and cfg.warmup_epochs == 0
+    return ("-elbo" if plain else "loss"), "rate", "distortion"
+
+
+def postfix(
+    t: torch.Tensor,
+    val: list[float] | None = None,
+    names: tuple[str, str, str] = ("-elbo", "rate", "distortion"),
+) -> str:
+    """The progress bar's text: the training figures under their names, and the validation
+    total."""
     total, rate, dist = t.tolist()
-    text = f"-elbo {total:.2f}  rate {rate:.2f}  distortion {dist:.2f}"
+    text = f"{names[0]} {total:.2f}  {names[1]} {rate:.2f}  {names[2]} {dist:.2f}"
     return text + (f"  val {val[0]:.2f}" if val else "")
 
 
