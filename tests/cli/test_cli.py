@@ -183,6 +183,26 @@ def test_evaluate_in_bf16_stays_within_a_tenth_of_a_nat_and_leaves_the_model_fp3
     assert all(v.dtype == torch.float32 and torch.equal(v, after[k]) for k, v in before.items())
 
 
+def test_bf16_on_a_cpu_without_it_is_a_one_line_warning(
+    demo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vaekit.core import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    rc, out, err = run(capsys, "evaluate", demo, "--json", "--k", 5, "--precision", "bf16")
+    assert rc == 0, err
+    assert err.strip().startswith("vaekit evaluate: warning: precision bf16")
+    assert len(err.strip().splitlines()) == 1, err
+    assert json.loads(out)["precision"] == "bf16"
+
+
+def test_training_evaluates_log_px_with_100_samples_by_default(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    rc, _, err = run(capsys, "train", "--data", "digits", "--epochs", 1, "--out", out, *SMALL)
+    assert rc == 0, err
+    assert json.loads((out / "evaluation.json").read_text())["k"] == 100
+
+
 def test_console_script_runs(demo: Path) -> None:
     """The installed `vaekit` entry point (a real process), not just the function."""
     assert VAEKIT.is_file()

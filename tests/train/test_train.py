@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -468,3 +469,21 @@ def test_the_progress_bar_names_each_figure_for_what_it_is(capsys):
     fit(model, x, None, TrainConfig(epochs=1, objective="iwae", samples=3), progress=True)
     err = capsys.readouterr().err
     assert "-iwae(k=3)" in err and "rate(mc)" in err and "-elbo" not in err
+
+
+def test_evaluation_shows_its_progress_and_warns_of_emulated_bf16(capsys, monkeypatch):
+    from vaekit.core import precision
+    from vaekit.train.evaluate import evaluate
+
+    torch.manual_seed(0)
+    model = VAE.from_config(ModelConfig(event_shape=(4,), latent_dim=2, hidden=(8,)))
+    x = torch.rand(40, 4)
+    evaluate(model, x, k=4, batch_size=8, progress=True)
+    assert "log p(x), K=4" in capsys.readouterr().err
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    with pytest.warns(UserWarning, match="without native bf16"):
+        evaluate(model, x, k=2, precision="bf16")
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluate(model, x, k=2, precision="bf16")  # native: no warning

@@ -10,7 +10,8 @@ overwritten file.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from vaekit.cli import commands, train
@@ -83,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     name = f"{args.command}{label()}"  # under torchrun: which rank says it
     try:
-        with terminate_as_interrupt():  # SIGTERM: the same clean exit as Ctrl-C
+        # SIGTERM: the same clean exit as Ctrl-C; warnings as one line each, like errors
+        with terminate_as_interrupt(), warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(name)
             return commands[args.command](args)
     except TrainingInterrupted as e:
         print(f"vaekit {name}: {e}", file=sys.stderr)
@@ -113,6 +116,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # another rank failed or was stopped, and this one's collective broke off
         print(f"vaekit {name}: stopped: {_one_line(e)[:300]}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _one_line_warnings(name: str) -> Callable[..., None]:
+    """warnings.showwarning for the command line: 'vaekit CMD: warning: ...', one line."""
+
+    def show(message: Warning | str, *args: object, **kwargs: object) -> None:
+        print(f"vaekit {name}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    return show
 
 
 def _one_line(e: BaseException) -> str:

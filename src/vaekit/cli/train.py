@@ -144,7 +144,12 @@ def add_training_flags(g: Any) -> None:
         choices=["fp32", "bf16"],
         help="bf16: networks in bf16, master weights and loss in fp32 (CPU AMX / GPU) [fp32]",
     )
-    g.add_argument("--k", type=int, help="importance samples for the final log-likelihood [1000]")
+    g.add_argument(
+        "--k",
+        type=int,
+        help="importance samples for the final log-likelihood [100]; vaekit evaluate --k 1000 "
+        "for the figure papers report",
+    )
     g.add_argument(
         "--compile",
         choices=["auto", "on", "off"],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,12 +60,32 @@ def networks_in(model: Any, precision: str) -> Iterator[None]:
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "bf16":
+        warn_if_emulated(_device(model))
     previous = model.low_precision
     model.low_precision = LowPrecision(model) if precision == "bf16" else None
     try:
         yield
     finally:
         model.low_precision = previous
+
+
+def warn_if_emulated(device: torch.device) -> None:
+    """A warning where bf16 was asked for on a CPU that has no bf16 units: torch emulates it
+    there, many times slower than fp32."""
+    if device.type == "cpu" and not native_bf16(device):
+        warnings.warn(
+            "precision bf16 (--precision bf16) on a CPU without native bf16 (AMX) is emulated "
+            "and much slower than fp32 here; use fp32, the default",
+            stacklevel=4,
+        )
+
+
+def _device(model: nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
 
 
 class LowPrecision:

@@ -231,7 +231,7 @@ def _train_and_report(
         return run, {}
     if resume:  # the new epoch count, once the checkpoint has loaded and training went on
         save_json(config, out / CONFIG)
-    figures = evaluate_split(run, splits)
+    figures = evaluate_split(run, splits, progress=progress)
     if pictures:
         draw(run, splits=splits, figures=figures)
     return run, figures
@@ -294,7 +294,7 @@ def evaluate_options(train: Any) -> dict[str, Any]:
     return {"k": train.eval_k, "mi_estimator": train.mi_estimator, "mi_weight": train.mi_weight}
 
 
-def evaluate_split(run: Run, splits: Splits) -> dict[str, float]:
+def evaluate_split(run: Run, splits: Splits, *, progress: bool = False) -> dict[str, float]:
     """Test-split figures written to evaluation.json (the train split if there is no test).
 
     A conditional model's figures are of log p(x|y), with its conditional accuracy beside them.
@@ -303,7 +303,7 @@ def evaluate_split(run: Run, splits: Splits) -> dict[str, float]:
     y = part.y if run.model.observes_labels else None
     figures: dict[str, Any] = {
         "split": name,
-        **evaluate(run.model, part.x, y, **evaluate_options(run.config.train)),
+        **evaluate(run.model, part.x, y, **evaluate_options(run.config.train), progress=progress),
     }
     if run.model.observes_labels and isinstance(splits.train.x, torch.Tensor):
         figures.update(
