@@ -335,7 +335,7 @@ def figures_text(f: dict[str, Any]) -> str:
     if "elbo" not in f:  # an encoder-only model: its figures as named
         rows = [f"{split} split, {f['n']} examples (an encoder-only model):"]
         for key, value in f.items():
-            if key not in ("split", "n"):
+            if key not in ("split", "n", "warnings"):
                 shown = f"{value:10.4f}" if isinstance(value, float) else str(value)
                 rows.append(f"  {key:<43}{shown}")
         return "\n".join(rows)

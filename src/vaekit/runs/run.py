@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from vaekit.data import DataError, Preprocessor, Splits, load_like_run, prepare
 from vaekit.runs.config import RunConfig, load_run_config, save_json
 from vaekit.train import distributed
 from vaekit.train.devices import resolve_device
+from vaekit.train.diagnose import diagnose
 from vaekit.train.evaluate import conditional_accuracy, evaluate
 from vaekit.train.loop import (
     CHECKPOINT,
@@ -310,6 +312,9 @@ def evaluate_split(run: Run, splits: Splits, *, progress: bool = False) -> dict[
             conditional_accuracy(run.model, splits.train.x, splits.train.y, part.x, part.y)
         )
     figures["device"] = str(run.device)
+    figures["warnings"] = diagnose(figures, run.model.config.num_classes)
+    for line in figures["warnings"]:
+        warnings.warn(line, stacklevel=2)
     atomic_write_text(run.path / EVALUATION, json.dumps(figures, indent=2) + "\n")
     return figures
 
@@ -346,6 +351,7 @@ def draw(
     write_report(
         run.path,
         title=f"vaekit run: {run.path.name}",
+        warnings=(figures or {}).get("warnings", []),
         figures=_report_figures(figures or {}, run),
         images=images,
         config=to_dict(run.config),
@@ -358,7 +364,8 @@ def _report_figures(f: dict[str, Any], run: Run) -> dict[str, float | str]:
         return {}
     split = f.get("split", "test")
     if "elbo" not in f:  # an encoder-only model: its own figures, as they are named
-        out = {f"{split} {k}": v for k, v in f.items() if k not in ("split", "n", "precision")}
+        skip = ("split", "n", "precision", "warnings")
+        out = {f"{split} {k}": v for k, v in f.items() if k not in skip}
         out["examples"] = f["n"]
         return _with_history(out, run)
     out = {

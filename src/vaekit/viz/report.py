@@ -66,6 +66,7 @@ td.unit { color: #555; }
 figure { margin: 1.2rem 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: .92rem; margin-top: .3rem; }
+.warnings { background: #fff4e5; border-left: 4px solid #e69500; padding: .2rem 1rem; }
 pre { background: #f6f8fa; padding: .8rem 1rem; overflow-x: auto; font-size: .85rem;
       border-radius: 4px; }
 """.strip()
@@ -116,6 +117,7 @@ def write_report(
     figures: dict[str, float | str],
     images: dict[str, Path],
     config: dict | None = None,
+    warnings: list[str] | None = None,
 ) -> Path:
     """Write run_dir/report.html (atomically) and return its path.
 
@@ -125,6 +127,7 @@ def write_report(
     images: {name: path} as returned by `vaekit.viz.plot_run`; captions come from
     `CAPTIONS` (unknown names are their own caption); files that do not exist are left out.
     config: the run configuration (a dict, or a dataclass), shown as pretty JSON.
+    warnings: one line each, shown above the results (e.g. `vaekit.train.diagnose`).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -141,6 +144,10 @@ def write_report(
         f"<h1>{escape(title)}</h1>",
     ]
 
+    if warnings:
+        parts += ['<div class="warnings"><h2>Warnings</h2><ul>']
+        parts += [f"<li>{escape(line)}</li>" for line in warnings]
+        parts += ["</ul></div>"]
     if figures:
         parts += [
             "<h2>Results</h2>",
