@@ -66,38 +66,48 @@ $(VENV)/.bench: $(VENV)/.installed
 	$(PIP) install -q "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__.split("+")[0])')" "pythae==0.1.2" "pyod==3.6.7"
 	@touch $@
 
-# Several hours on 2 cores; results go to benchmarks/results/ (see benchmarks/README.md).
-# Speed is a ratio measured in one run with the arms alternated; keep the machine otherwise idle.
-# make bench-speed runs only the speed comparisons (about 20 minutes).
+# Several hours on 2 cores; each script writes its result files to benchmarks/results/ (see
+# benchmarks/README.md); these commands are the ones that wrote the current files. Speed is a
+# ratio measured in one run with the arms alternated; keep the machine otherwise idle.
 bench: bench-speed bench-apps
 
+# The training and log-likelihood speed comparisons (about 30 minutes).
 bench-speed: $(VENV)/.bench
 	$(BIN)/python benchmarks/bench_train.py --data mnist
 	$(BIN)/python benchmarks/bench_train.py --data digits
-	$(BIN)/python benchmarks/bench_nll.py --data mnist
-	$(BIN)/python benchmarks/bench_scaling.py
+	$(BIN)/python benchmarks/bench_nll.py --data mnist --rounds 5
+	$(BIN)/python benchmarks/bench_train.py --scaling
+	$(BIN)/python benchmarks/bench_train.py --precision-sweep --steps 80
 
-# The applications against their peers: conditional VAE, clustering, anomaly detection, infomax.
-# On a machine with a CUDA GPU and a CUDA build of torch (issue 11): vaekit eager and graphed,
-# the plain loop and Pythae at batch 128 and 1024, and log p(x) with K=1000; about 15 minutes.
-bench-gpu: $(VENV)/.bench
-	$(BIN)/python benchmarks/bench_train.py --data mnist --device cuda --batch-size 128 --rounds 3 --tag _gpu_b128
-	$(BIN)/python benchmarks/bench_train.py --data mnist --device cuda --batch-size 1024 --epochs 60 --rounds 3 --tag _gpu_b1024
-	$(BIN)/python benchmarks/bench_nll.py --data mnist --device cuda --tag _gpu
-	$(BIN)/python benchmarks/bench_distributed.py --data mnist --device cuda --arms plain,torchrun-1 --tag _gpu
-
+# The applications against their peers: conditional VAE, clustering, anomaly detection,
+# features without a decoder, distributed training, the explorer's server.
 bench-apps: $(VENV)/.bench
-	$(BIN)/python benchmarks/bench_cvae.py --data mnist
-	$(BIN)/python benchmarks/bench_cvae.py --data digits --epochs 100
-	$(BIN)/python benchmarks/bench_anomaly.py --data mnist --arms vaekit,iforest,ocsvm,pca,pyod,pyod-tuned
-	$(BIN)/python benchmarks/bench_anomaly.py --data mnist --arms vaekit,pyod-matched --classes 0,5,8 --tag _speed
+	$(BIN)/python benchmarks/bench_cvae.py --data mnist --speed-rounds 0 --threads 1
+	$(BIN)/python benchmarks/bench_cvae.py --data mnist --speed-only --speed-rounds 8 --speed-epochs 5 --threads 1
+	$(BIN)/python benchmarks/bench_cvae.py --data digits --epochs 100 --objective elbo --speed-rounds 0 --threads 1
 	$(BIN)/python benchmarks/bench_cluster.py --data digits
 	$(BIN)/python benchmarks/bench_cluster.py --data mnist
-	$(BIN)/python benchmarks/bench_infomax.py --data digits --epochs 100
-	$(BIN)/python benchmarks/bench_infomax.py --data mnist --epochs 30
+	$(BIN)/python benchmarks/bench_cluster.py --data digits --infomax
+	$(BIN)/python benchmarks/bench_cluster.py --data mnist --infomax --seeds 0,1,2,3,4,5,6,7
+	$(BIN)/python benchmarks/bench_anomaly.py --data all
+	$(BIN)/python benchmarks/bench_anomaly.py --data mnist --speed
+	$(BIN)/python benchmarks/bench_anomaly.py --data all --latent
+	$(BIN)/python benchmarks/bench_infomax.py --data digits --epochs 100 --speed-rounds 8 --speed-epochs 10 --threads 1
+	$(BIN)/python benchmarks/bench_infomax.py --data mnist --epochs 30 --speed-rounds 11 --speed-epochs 2 --threads 1
+	$(BIN)/python benchmarks/bench_infomax.py --data digits --step-breakdown --threads 1
+	$(BIN)/python benchmarks/bench_distributed.py --data mnist --rounds 5
+	$(BIN)/python benchmarks/bench_distributed.py --data digits --epochs 30
 	$(BIN)/python benchmarks/bench_serve.py
-	$(BIN)/python benchmarks/bench_anomaly.py --data digits
-	$(BIN)/python benchmarks/bench_anomaly.py --data breast-cancer
+
+# On a machine with a CUDA GPU and a CUDA build of torch (issue 11): vaekit eager and graphed,
+# the plain loop and Pythae at batch 128 and 1024, log p(x) with K=1000, and torchrun with one
+# GPU; about 15 minutes. Results: train_mnist_gpu, train_mnist_gpu_b1024, nll_mnist_gpu,
+# distributed_mnist_gpu.
+bench-gpu: $(VENV)/.bench
+	$(BIN)/python benchmarks/bench_train.py --data mnist --device cuda --rounds 3
+	$(BIN)/python benchmarks/bench_train.py --data mnist --device cuda --batch-size 1024 --epochs 60 --rounds 3
+	$(BIN)/python benchmarks/bench_nll.py --data mnist --device cuda
+	$(BIN)/python benchmarks/bench_distributed.py --data mnist --device cuda --arms plain,torchrun-1
 
 clean:
 	rm -rf $(VENV) runs

@@ -5,20 +5,22 @@ Every arm sees the same data, without labels; the labels only score (Hungarian a
 best one-to-one matching of clusters to classes, never majority-label purity; NMI; ARI).
 Wall time of each arm is measured in the same process, one thread per process.
 
-    python benchmarks/bench_cluster.py --data digits --seeds 0,1,2,3,4
-    python benchmarks/bench_cluster.py --data mnist --seeds 0,1 --tag a   # parallel halves,
-    python benchmarks/bench_cluster.py --merge mnist                      # then merged
+    python benchmarks/bench_cluster.py --data digits             # cluster_digits.{md,json}
+    python benchmarks/bench_cluster.py --data mnist --infomax     # cluster_mnist_infomax
+    python benchmarks/bench_cluster.py --data mnist --seeds 0,1,2 --out-dir /tmp/a   # parts run
+    python benchmarks/bench_cluster.py --data mnist --seeds 3,4 --out-dir /tmp/b     # side by
+    python benchmarks/bench_cluster.py --merge /tmp/a/cluster_mnist.json /tmp/b/cluster_mnist.json
 
 digits: scikit-learn's 1,797 8x8 digits / 16. mnist: the 10,000 MNIST test-set images / 255
 (../shared/data/mnist), all of them clustered. Networks: MLP 784-512-256 (64-512-256 on the
 digits), latent 10, Bernoulli likelihood, Adam 1e-3, batch 256, for the two-step VAE (50
-epochs) and VAEClusterer (its defaults) alike.
+epochs) and VAEClusterer (its defaults) alike. --infomax runs the encoder-only clusterer,
+VAEClusterer(objective="infomax"), alone (results cluster_<data>_infomax).
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 import time
@@ -27,29 +29,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
-MNIST = ROOT.parent / "shared" / "data" / "mnist"
-ARMS = ("kmeans", "twostep", "vaekit")  # and "vaekit-infomax" (encoder only), when asked
+import common as bc
+
+ARMS = ("kmeans", "twostep", "vaekit")  # and "vaekit-infomax" (encoder only): --infomax
 NAMES = {
     "kmeans": "k-means on raw pixels",
     "twostep": "two-step: VAE, then full-covariance GMM on latent means",
     "vaekit": "vaekit VAEClusterer (one-step VaDE)",
     "vaekit-infomax": "vaekit VAEClusterer(objective='infomax'), encoder only",
 }
-
-
-def load(name: str) -> tuple[np.ndarray, np.ndarray]:
-    if name == "digits":
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
-        return (d.data / 16.0).astype(np.float32), d.target.astype(np.int64)
-    with gzip.open(MNIST / "t10k-images-idx3-ubyte.gz") as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
-    with gzip.open(MNIST / "t10k-labels-idx1-ubyte.gz") as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8)
-    return (x / 255.0).astype(np.float32), y.astype(np.int64)
 
 
 def arm_kmeans(x: np.ndarray, seed: int) -> dict:
@@ -61,9 +49,8 @@ def arm_kmeans(x: np.ndarray, seed: int) -> dict:
 def arm_twostep(x: np.ndarray, seed: int, epochs: int) -> dict:
     from sklearn.mixture import GaussianMixture
 
-    from vaekit.config import ModelConfig, TrainConfig
-    from vaekit.models import VAE
-    from vaekit.train import fit
+    from vaekit.core import VAE, ModelConfig
+    from vaekit.train import TrainConfig, fit
 
     torch.manual_seed(seed)
     model = VAE.from_config(ModelConfig(event_shape=(x.shape[1],), latent_dim=10))
@@ -98,7 +85,7 @@ def arm_vaekit(x: np.ndarray, y: np.ndarray, seed: int, objective: str = "elbo")
 def run(data: str, seeds: list[int], arms: list[str], epochs: int) -> list[dict]:
     from vaekit.cluster import clustering_scores
 
-    x, y = load(data)
+    x, y = bc.load_all(data)
     rows = []
     for seed in seeds:
         for arm in arms:
@@ -118,6 +105,35 @@ def run(data: str, seeds: list[int], arms: list[str], epochs: int) -> list[dict]
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "restarts"}), flush=True)
     return rows
+
+
+def stages(arm: str, rows: list[dict]) -> list[str]:
+    """A VAEClusterer arm's accuracy after each stage, and its restarts' criterion."""
+    if not rows:
+        return []
+    from scipy.stats import spearmanr
+
+    lines = ["", f"## Stages of {arm} (Hungarian accuracy per seed)", "",
+             "| seed | initial clustering | after pull (q(y|x)) | final q(y|x) | "
+             "ELBO (nats) | re-seeded |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        elbo = "—" if r.get("elbo") is None else f"{r['elbo']:.1f}"
+        lines.append(f"| {r['seed']} | {r['init_accuracy']:.3f} | {r['pull_accuracy']:.3f} "
+                     f"| {r['hungarian_accuracy']:.3f} | {elbo} | {r['reseeded'] or '-'} |")
+    lines += ["", "## Restart criterion (label-free): GMM log-likelihood of the embedding",
+              "", "Per seed: the chosen restart's accuracy, the best and the mean accuracy "
+              "over restarts, and the Spearman correlation of the criterion with accuracy.",
+              "", "| seed | chosen | best | mean | worst | Spearman(ll, acc) | "
+              "Spearman(agreement, acc) |", "|---|---|---|---|---|---|---|"]
+    for r in (r for r in rows if "restarts" in r):
+        acc = np.array([q["hungarian_accuracy"] for q in r["restarts"]])
+        ll = np.array([q["log_likelihood"] for q in r["restarts"]])
+        ag = np.array([q["agreement"] for q in r["restarts"]])
+        rho = spearmanr(ll, acc).statistic if acc.std() > 0 else float("nan")
+        rho2 = spearmanr(ag, acc).statistic if acc.std() > 0 else float("nan")
+        lines.append(f"| {r['seed']} | {acc[r['chosen']]:.3f} | {acc.max():.3f} | "
+                     f"{acc.mean():.3f} | {acc.min():.3f} | {rho:.2f} | {rho2:.2f} |")
+    return lines
 
 
 def summarise(data: str, rows: list[dict]) -> str:
@@ -148,75 +164,37 @@ def summarise(data: str, rows: list[dict]) -> str:
         ratio = stats["vaekit"]["sec"][0] / stats["twostep"]["sec"][0]
         lines += ["", f"vaekit's total wall time (pretraining, t-SNE, restarts, all stages) is "
                   f"{ratio:.2f}x the two-step baseline's."]
-    vk = [r for r in rows if r["arm"] == "vaekit"]
-    if vk:
-        lines += ["", "## Stages of vaekit (Hungarian accuracy per seed)", "",
-                  "| seed | initial clustering | after pull (q(y|x)) | final q(y|x) | "
-                  "ELBO (nats) | re-seeded |", "|---|---|---|---|---|---|"]
-        for r in vk:
-            lines.append(f"| {r['seed']} | {r['init_accuracy']:.3f} | {r['pull_accuracy']:.3f} "
-                         f"| {r['hungarian_accuracy']:.3f} | {r['elbo']:.1f} | "
-                         f"{r['reseeded'] or '-'} |")
-        lines += ["", "## Restart criterion (label-free): GMM log-likelihood of the embedding",
-                  "", "Per seed: the chosen restart's accuracy, the best and the mean accuracy "
-                  "over restarts, and the Spearman correlation of the criterion with accuracy.",
-                  "", "| seed | chosen | best | mean | worst | Spearman(ll, acc) | "
-                  "Spearman(agreement, acc) |", "|---|---|---|---|---|---|---|"]
-        from scipy.stats import spearmanr
-
-        for r in (r for r in vk if "restarts" in r):
-            acc = np.array([q["hungarian_accuracy"] for q in r["restarts"]])
-            ll = np.array([q["log_likelihood"] for q in r["restarts"]])
-            ag = np.array([q["agreement"] for q in r["restarts"]])
-            rho = spearmanr(ll, acc).statistic if acc.std() > 0 else float("nan")
-            rho2 = spearmanr(ag, acc).statistic if acc.std() > 0 else float("nan")
-            lines.append(f"| {r['seed']} | {acc[r['chosen']]:.3f} | {acc.max():.3f} | "
-                         f"{acc.mean():.3f} | {acc.min():.3f} | {rho:.2f} | {rho2:.2f} |")
+    for arm in ("vaekit", "vaekit-infomax"):
+        lines += stages(arm, [r for r in rows if r["arm"] == arm])
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", choices=["digits", "mnist"], default="digits")
     p.add_argument("--seeds", default="0,1,2,3,4")
-    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--arms", default=",".join(ARMS), help=f"comma list from {ARMS}")
+    p.add_argument("--infomax", action="store_true",
+                   help="the encoder-only clusterer alone (results cluster_DATA_infomax)")
     p.add_argument("--epochs", type=int, default=50, help="two-step VAE epochs [50]")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--tag", default="", help="write cluster_DATA_TAG.json (parallel parts)")
-    p.add_argument("--merge", help="merge cluster_DATA_*.json parts and write the results")
-    p.add_argument("--note", default="", help="a paragraph appended to the markdown results")
-    p.add_argument("--logs", nargs="*", default=[],
-                   help="with --merge: also take rows printed to these logs by runs that did "
-                   "not finish (their finished arms only)")
+    p.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                   help="merge the rows of these result files (parts of one benchmark run "
+                   "side by side, e.g. --seeds 0,1,2 and 3,4) and write the results")
+    bc.add_out_dir(p)
     a = p.parse_args()
     if a.merge:
-        rows = []
-        for part in sorted(RESULTS.glob(f"cluster_{a.merge}_*.json")):
-            rows += json.loads(part.read_text())["rows"]
-        seen = {(r["arm"], r["seed"]) for r in rows}
-        for log in a.logs:
-            for line in Path(log).read_text().splitlines():
-                if line.startswith("{"):
-                    r = json.loads(line)
-                    if r["data"] == a.merge and (r["arm"], r["seed"]) not in seen:
-                        rows.append(r)
-                        seen.add((r["arm"], r["seed"]))
-        data = a.merge
+        parts = [json.loads(f.read_text()) for f in a.merge]
+        rows = [r for part in parts for r in part["rows"]]
+        data, name = rows[0]["data"], a.merge[0].stem
+        command = "; ".join(part.get("command", "") for part in parts)
     else:
         torch.set_num_threads(a.threads)
-        rows = run(a.data, [int(s) for s in a.seeds.split(",")], a.arms.split(","), a.epochs)
-        data = a.data
-        if a.tag:
-            path = RESULTS / f"cluster_{data}_{a.tag}.json"
-            path.write_text(json.dumps({"rows": rows}, indent=1, default=float) + "\n")
-            print(f"wrote {path}")
-            return 0
-    (RESULTS / f"cluster_{data}.json").write_text(
-        json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=1, default=float) + "\n"
-    )
-    md = summarise(data, rows) + (f"\n## Notes\n\n{a.note}\n" if a.note else "")
-    (RESULTS / f"cluster_{data}.md").write_text(md)
-    print(md)
+        arms = ["vaekit-infomax"] if a.infomax else a.arms.split(",")
+        rows = run(a.data, [int(s) for s in a.seeds.split(",")], arms, a.epochs)
+        data, name = a.data, f"cluster_{a.data}" + ("_infomax" if a.infomax else "")
+        command = " ".join(["benchmarks/bench_cluster.py", *sys.argv[1:]])
+    bc.write_result(a.out_dir / name, summarise(data, rows), {"command": command, "rows": rows})
     return 0
 
 

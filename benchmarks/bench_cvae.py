@@ -5,27 +5,28 @@ what does conditioning cost? Side by side in one run:
   cvae         q(z|x,y), p(x|z,y), prior N(0, I)
   cvae-class   q(z|x,y), p(x|z,y), class prior p(z|y) = N(mu_y, I)
   cvae-class-full  the same, trained so; then p(z|y) refit to each class's aggregate
-               posterior, full covariance (prior "class-full", vaekit.priors.ClassFullGaussian)
+               posterior, full covariance (prior "class-full", vaekit.core.priors)
 
 Every arm: MLP D-512-256 (latent 16 by default), Bernoulli, Adam 1e-3, batch 128, dynamic
-binarization of the training images (a fresh draw every epoch), the same seeded split (MNIST:
-7,000 train / 1,000 validation / 2,000 test of the 10,000 test-set images; early stopping on
-the validation -ELBO keeps each arm's best epoch).
+binarization of the training images (a fresh draw every epoch), trained on the IWAE bound with
+K=5 by default (`--objective elbo` for the plain ELBO), the same seeded split (MNIST: 7,000
+train / 1,000 validation / 2,000 test of the 10,000 test-set images; early stopping on the
+validation loss keeps each arm's best epoch).
 
 Figures per arm (results/cvae_<data>.md and .json):
   -log p(x) or -log p(x|y)  importance sampling with K samples (1000), on one fixed binarized
                             draw of the test split, nats per example
-  conditional accuracy      the fraction of 100 (--per-class) samples per class (decoder
-                            means at prior draws) that an MLPClassifier, trained on the real
-                            training split only, assigns to the requested class; its accuracy
-                            on the real test split beside it
-  samples/s                 training speed, from a separate timing phase: the arms alternate
-                            (A B A B ...) for --speed-rounds rounds of --speed-epochs epochs
-                            each, and the ratio is the median of per-round ratios
+  conditional accuracy      the fraction of --per-class samples per class (decoder means at
+                            prior draws) that an MLPClassifier, trained on the real training
+                            split only, assigns to the requested class; its accuracy on the
+                            real test split beside it
+  samples/s                 training speed, from a separate timing phase: vae and --speed-arm
+                            alternate (A B A B ...) for --speed-rounds rounds of --speed-epochs
+                            epochs each; the ratio is the median of per-round ratios
 
-  .venv/bin/python benchmarks/bench_cvae.py --data mnist              # about 30 min here
-  .venv/bin/python benchmarks/bench_cvae.py --data digits --epochs 100
-  .venv/bin/python benchmarks/bench_cvae.py --data mnist --speed-only   # the cost alone
+  .venv/bin/python benchmarks/bench_cvae.py --data mnist --speed-rounds 0   # cvae_mnist
+  .venv/bin/python benchmarks/bench_cvae.py --data digits --epochs 100 --objective elbo
+  .venv/bin/python benchmarks/bench_cvae.py --data mnist --speed-only       # cvae_mnist_speed.json
 """
 
 from __future__ import annotations
@@ -36,19 +37,15 @@ import math
 import platform
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-import benchcommon as bc
-from vaekit.config import DataConfig, ModelConfig, TrainConfig
-from vaekit.data import prepare
-from vaekit.evaluate import conditional_accuracy
-from vaekit.models import VAE
-from vaekit.train import fit
+import common as bc
+from vaekit.core import VAE, ModelConfig
+from vaekit.data import DataConfig, prepare
+from vaekit.train import TrainConfig, fit
+from vaekit.train.evaluate import conditional_accuracy
 
-RESULTS = Path(__file__).resolve().parent / "results"
-MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
 ARMS = {
     "vae": {},
     "cvae": {"conditional": True},
@@ -141,9 +138,7 @@ def speed(args: argparse.Namespace, splits) -> dict[str, object]:
     }
 
 
-def write(args: argparse.Namespace, splits, results, timing) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"cvae_{args.data}{args.tag}"
+def write(args: argparse.Namespace, splits, results, timing) -> None:
     meta = {
         "data": args.data,
         "train": len(splits.train.x),
@@ -159,9 +154,6 @@ def write(args: argparse.Namespace, splits, results, timing) -> Path:
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "date": time.strftime("%Y-%m-%d"),
     }
-    stem.with_suffix(".json").write_text(
-        json.dumps({"meta": meta, "quality": results, "speed": timing}, indent=2) + "\n"
-    )
     lines = [
         f"# Conditional VAE on {args.data}",
         "",
@@ -191,19 +183,20 @@ def write(args: argparse.Namespace, splits, results, timing) -> Path:
         lines += [
             "",
             f"Cost of conditioning (alternated, {timing['rounds']} rounds of "
-            f"{timing['epochs_per_round']} epochs): CVAE {timing['samples_per_s']['cvae']:.0f} "
+            f"{timing['epochs_per_round']} epochs): {timing['arm']} "
+            f"{timing['samples_per_s']['cvae']:.0f} "
             f"vs VAE {timing['samples_per_s']['vae']:.0f} samples/s, ratio "
             f"{timing['cvae_over_vae_median']:.3f} (median of per-round ratios; range "
             f"{lo:.3f}-{hi:.3f}).",
         ]
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    return stem.with_suffix(".md")
+    bc.write_result(args.out_dir / f"cvae_{args.data}", "\n".join(lines),
+                    {"meta": meta, "quality": results, "speed": timing})
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", choices=["mnist", "digits"], default="mnist")
-    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--latent", type=int, default=16)
     p.add_argument("--k", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
@@ -214,29 +207,33 @@ def main() -> None:
     p.add_argument("--patience", type=int, default=30)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--speed-only", action="store_true", help="only the alternated speed phase")
-    p.add_argument("--objective", choices=["elbo", "iwae"], default="elbo")
-    p.add_argument("--samples", type=int, default=1, help="S for elbo, K for iwae [1]")
-    p.add_argument("--tag", default="", help="suffix of the results files (variants)")
-    p.add_argument("--per-class", type=int, default=100, help="samples judged per class [100]")
-    p.add_argument("--speed-arm", default="cvae", choices=[a for a in ARMS if a != "vae"],
-                   help="the conditional arm timed against vae [cvae]")
+    p.add_argument("--objective", choices=["elbo", "iwae"], default="iwae")
+    p.add_argument("--samples", type=int, help="S for elbo, K for iwae [elbo 1, iwae 5]")
+    p.add_argument("--per-class", type=int, default=1000, help="samples judged per class")
+    p.add_argument("--speed-arm", default="cvae-class-full",
+                   choices=[a for a in ARMS if a != "vae"],
+                   help="the conditional arm timed against vae [cvae-class-full]")
+    bc.add_out_dir(p)
     args = p.parse_args()
+    if args.samples is None:
+        args.samples = 5 if args.objective == "iwae" else 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.data == "mnist" and not MNIST.is_dir():
-        sys.exit(f"no MNIST data at {MNIST} (../shared/data/mnist beside the repo)")
-    source = str(MNIST) if args.data == "mnist" else "digits"
+    if args.data == "mnist" and not bc.MNIST_DIR.is_dir():
+        sys.exit(f"no MNIST data at {bc.MNIST_DIR} (../shared/data/mnist beside the repo)")
+    source = str(bc.MNIST_DIR) if args.data == "mnist" else "digits"
     splits = prepare(DataConfig(source=source, val_fraction=args.val_fraction,
                                 test_fraction=0.2, binarize="dynamic"))
     timing = speed(args, splits) if args.speed_rounds else {}
     if args.speed_only:  # written beside the quality results, not over them
-        out = RESULTS / f"cvae_speed_{args.data}{args.tag}.json"
+        out = args.out_dir / f"cvae_{args.data}_speed.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"argv": sys.argv[1:], "threads": torch.get_num_threads(),
                                    "date": time.strftime("%Y-%m-%d %H:%M"), **timing}, indent=2))
-        print(f"wrote {out}")
+        print(json.dumps(timing, indent=2) + f"\nwrote {out}")
         return
     results = quality(args, splits)
-    print(f"wrote {write(args, splits, results, timing)}")
+    write(args, splits, results, timing)
     assert all(math.isfinite(r["neg_log_likelihood"]) for r in results.values())
 
 

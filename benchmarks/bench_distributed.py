@@ -6,10 +6,12 @@ Same model for every arm (MLP D-512-256-16, Bernoulli, the vaekit model of bench
 same data, global batch 128, Adam lr 1e-3, 1 torch thread per process. Arms run alternately
 (A B C A B C ...) for --rounds rounds, each in fresh processes; samples/s come from fit's
 per-epoch seconds (process start-up and the process group's rendezvous are not counted).
-Test -ELBO is computed afterwards by benchcommon.test_neg_elbo for every arm.
+Test -ELBO is computed afterwards by common.test_neg_elbo for every arm.
 
-    python benchmarks/bench_distributed.py --data mnist --epochs 5 --rounds 3
-    python benchmarks/bench_distributed.py --device cuda --arms plain,torchrun-1   # one GPU (nccl)
+    python benchmarks/bench_distributed.py --data mnist --rounds 5   # distributed_mnist.{md,json}
+    python benchmarks/bench_distributed.py --data digits --epochs 30
+    python benchmarks/bench_distributed.py --device cuda --arms plain,torchrun-1   # one GPU (nccl),
+                                                                   # distributed_mnist_gpu
 """
 
 from __future__ import annotations
@@ -23,22 +25,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-import benchcommon as bc
+import common as bc
 
 ARMS = {"plain": 0, "torchrun-1": 1, "torchrun-2": 2}  # processes under torchrun (0: none)
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def worker(args: argparse.Namespace) -> None:
     """One arm-round in this process (or on this rank); rank 0 writes the JSON record."""
     import torch.distributed as dist
 
-    from vaekit.config import TrainConfig
-    from vaekit.train import fit
+    from vaekit.train import TrainConfig, fit
 
     torch.set_num_threads(1)
     launched = "RANK" in os.environ
@@ -57,10 +58,11 @@ def worker(args: argparse.Namespace) -> None:
         if rank != 0:
             return
     seconds = [row["seconds"] for row in history]
+    steady = seconds[1:] or seconds  # epoch 1 left out where there are more
     torch.manual_seed(0)
     record = {
         "samples_per_s": len(train_x) * len(seconds) / sum(seconds),
-        "steady_samples_per_s": len(train_x) * (len(seconds) - 1) / sum(seconds[1:]),
+        "steady_samples_per_s": len(train_x) * len(steady) / sum(steady),
         "epoch_seconds": seconds,
         "test_neg_elbo": bc.test_neg_elbo(
             model.encode, bc.vaekit_decode_logits(model), test_x, samples=10
@@ -89,18 +91,64 @@ def run_arm(arm: str, rnd: int, args: argparse.Namespace, tmp: Path, data_file: 
     return json.loads(result_file.read_text())
 
 
+def summarise(records: dict[str, list[dict]]) -> tuple[dict, dict]:
+    """Medians per arm, and each arm's per-round ratios to plain (the same seed) with their
+    median, and its median -ELBO difference."""
+    summary = {arm: {key: statistics.median(r[key] for r in recs) for key in
+                     ("samples_per_s", "steady_samples_per_s", "test_neg_elbo")}
+               for arm, recs in records.items()}
+    ratios: dict[str, Any] = {}
+    for arm in (a for a in records if a != "plain"):
+        pairs = list(zip(records[arm], records["plain"], strict=True))
+        per_round = [a["steady_samples_per_s"] / b["steady_samples_per_s"] for a, b in pairs]
+        ratios[f"{arm}/plain steady samples/s"] = statistics.median(per_round)
+        ratios[f"{arm}/plain per round"] = per_round
+        ratios[f"{arm}-plain test -ELBO (nats)"] = statistics.median(
+            a["test_neg_elbo"] - b["test_neg_elbo"] for a, b in pairs)
+    return summary, ratios
+
+
+def markdown(result: dict[str, Any]) -> str:
+    cfg = result["config"]
+    lines = [
+        f"# Distributed training's cost, {cfg['data']} ({cfg['n_train']} train rows)",
+        "",
+        f"MLP {cfg['dim']}-512-256-16 VAE, global batch {cfg['batch_size']}, {cfg['epochs']} "
+        f"epochs, 1 thread per process, {cfg['cpus']} CPUs"
+        + (f", {result['env']['gpu']}" if result["env"]["gpu"] else "")
+        + f", {cfg['rounds']} rounds run alternately; medians. Steady samples/s leave out "
+        "epoch 1.",
+        "",
+        "| arm | samples/s | steady samples/s | test -ELBO (nats) |",
+        "|---|---|---|---|",
+    ]
+    for arm, s in result["summary"].items():
+        lines.append(f"| {arm} | {s['samples_per_s']:,.0f} | {s['steady_samples_per_s']:,.0f} | "
+                     f"{s['test_neg_elbo']:.2f} |")  # fmt: skip
+    lines += ["", "| comparison | value |", "|---|---|"]
+    for key, val in result["ratios"].items():
+        if isinstance(val, list):
+            lines.append(f"| {key} | {', '.join(f'{v:.3f}' for v in val)} |")
+        elif "ELBO" in key:
+            lines.append(f"| {key} | {val:+.2f} |")
+        else:
+            lines.append(f"| {key} | {val:.3f}x |")
+    lines.append(f"\n1-min load average before each arm-round: max "
+                 f"{max(result['loadavg_1min_before']):.2f}.")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", choices=("digits", "mnist"), default="mnist")
     p.add_argument("--mnist-path", type=Path, default=bc.MNIST_TEST)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128, help="the global batch [128]")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out-dir", type=Path, default=RESULTS)
     p.add_argument("--device", default="cpu", help="cpu or cuda (each rank its own GPU) [cpu]")
     p.add_argument("--arms", default=",".join(ARMS), help=f"comma list from {list(ARMS)}")
-    p.add_argument("--tag", default="", help="suffix of the result files' names")
+    bc.add_out_dir(p)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data-file", help=argparse.SUPPRESS)
     p.add_argument("--result-file", help=argparse.SUPPRESS)
@@ -113,11 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     if any(a not in ARMS for a in arms) or "plain" not in arms:
         p.error(f"--arms: a comma list from {list(ARMS)} that includes plain")
     train, test = bc.load_data(args.data, args.seed, args.mnist_path)
-    print(
-        f"{args.data}: train {train.shape}, test {test.shape}; {args.epochs} epochs, global "
-        f"batch {args.batch_size}; arms {arms}; {args.rounds} rounds",
-        flush=True,
-    )
+    print(f"{args.data}: train {train.shape}, test {test.shape}; {args.epochs} epochs, global "
+          f"batch {args.batch_size}; arms {arms}; {args.rounds} rounds", flush=True)
     records: dict[str, list[dict]] = {arm: [] for arm in arms}
     loads = []
     with tempfile.TemporaryDirectory(prefix="bench_distributed_") as tmp:
@@ -131,81 +176,23 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"round {rnd} {arm:11s} {rec['samples_per_s']:8,.0f} samples/s  steady "
                       f"{rec['steady_samples_per_s']:8,.0f}  -ELBO {rec['test_neg_elbo']:.2f}",
                       flush=True)  # fmt: skip
-
-    def med(arm: str, key: str) -> float:
-        return statistics.median(r[key] for r in records[arm])
-
-    def paired(a: str, b: str, key: str) -> list[float]:  # per-round ratios: the same seed
-        return [x[key] / y[key] for x, y in zip(records[a], records[b], strict=True)]
-
-    summary = {
-        arm: {
-            "samples_per_s": med(arm, "samples_per_s"),
-            "steady_samples_per_s": med(arm, "steady_samples_per_s"),
-            "test_neg_elbo": med(arm, "test_neg_elbo"),
-        }
-        for arm in arms
-    }
-    ratios = {}
-    for arm in (a for a in arms if a != "plain"):
-        per_round = paired(arm, "plain", "steady_samples_per_s")
-        ratios[f"{arm}/plain steady samples/s"] = statistics.median(per_round)
-        ratios[f"{arm}/plain per round"] = per_round
-        ratios[f"{arm}-plain test -ELBO (nats)"] = statistics.median(
-            a["test_neg_elbo"] - b["test_neg_elbo"]
-            for a, b in zip(records[arm], records["plain"], strict=True)
-        )
+    summary, ratios = summarise(records)
     result = {
         "benchmark": "bench_distributed",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "config": {
-            "data": args.data,
-            "n_train": len(train),
-            "n_test": len(test),
-            "epochs": args.epochs,
-            "rounds": args.rounds,
-            "batch_size": args.batch_size,
-            "threads_per_process": 1,
-            "cpus": os.cpu_count(),
-        },
-        "env": {
-            "torch": torch.__version__,
-            "device": args.device,
-            "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
-        },
+        "config": {"data": args.data, "n_train": len(train), "n_test": len(test),
+                   "dim": int(train.shape[1]), "epochs": args.epochs, "rounds": args.rounds,
+                   "batch_size": args.batch_size, "threads_per_process": 1,
+                   "cpus": os.cpu_count()},
+        "env": {"torch": torch.__version__, "device": args.device,
+                "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None},
         "summary": summary,
         "ratios": ratios,
         "loadavg_1min_before": loads,
         "records": records,
     }
-    lines = [
-        f"# Distributed training's cost, {args.data} ({len(train)} train rows)",
-        "",
-        f"MLP {train.shape[1]}-512-256-16 VAE, global batch {args.batch_size}, {args.epochs} "
-        f"epochs, 1 thread per process, {os.cpu_count()} CPUs, {args.rounds} rounds run "
-        "alternately; medians. Steady samples/s leave out epoch 1.",
-        "",
-        "| arm | samples/s | steady samples/s | test -ELBO (nats) |",
-        "|---|---|---|---|",
-    ]
-    for arm, s in summary.items():
-        lines.append(f"| {arm} | {s['samples_per_s']:,.0f} | {s['steady_samples_per_s']:,.0f} | "
-                     f"{s['test_neg_elbo']:.2f} |")  # fmt: skip
-    lines += ["", "| comparison | value |", "|---|---|"]
-    for key, val in ratios.items():
-        if isinstance(val, list):
-            lines.append(f"| {key} | {', '.join(f'{v:.3f}' for v in val)} |")
-        elif "ELBO" in key:
-            lines.append(f"| {key} | {val:+.2f} |")
-        else:
-            lines.append(f"| {key} | {val:.3f}x |")
-    lines.append(f"\n1-min load average before each arm-round: max {max(loads):.2f}.")
-    md = "\n".join(lines) + "\n"
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.out_dir / f"distributed_{args.data}{args.tag}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(md)
-    print("\n" + md + f"wrote {stem}.json and {stem}.md")
+    name = f"distributed_{args.data}" + ("_gpu" if args.device != "cpu" else "")
+    bc.write_result(args.out_dir / name, markdown(result), result)
 
 
 if __name__ == "__main__":

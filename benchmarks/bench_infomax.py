@@ -2,7 +2,7 @@
 features as a VAE's, and is it faster to train? Side by side in one run:
 
   infomax-infonce  encoder-only, prior + InfoNCE MI (the default recipe; the encoder's input
-                   augmented as --augment says, vaekit.augment)
+                   augmented as --augment says, vaekit.core.augment)
   infomax-noaug    the same without the encoder's augmentation (augment="off")
   infomax-jsd      encoder-only, prior + Jensen-Shannon MI (Deep InfoMax's form)
   vae              the plain VAE, the same encoder (Bernoulli decoder mirrored)
@@ -25,6 +25,21 @@ Figures per arm (results/infomax_<data>.md and .json):
 
   .venv/bin/python benchmarks/bench_infomax.py --data digits --epochs 100
   .venv/bin/python benchmarks/bench_infomax.py --data mnist --epochs 30
+  .venv/bin/python benchmarks/bench_infomax.py --data mnist --speed-only   # re-time only
+  .venv/bin/python benchmarks/bench_infomax.py --data digits --step-breakdown
+
+--step-breakdown takes the training step apart instead (results infomax_<data>_step): in one
+process, alternated round by round, the step of
+  vae             the VAE (encoder, decoder, Bernoulli likelihood, analytic KL, Adam)
+  infomax         the package's encoder-only step (augmented encoder input, noisy critic view,
+                  InfoNCE, Adam over encoder and critic)
+  infomax-lse     the same with InfoNCE written as diagonal - logsumexp
+  no-augment      the infomax step without the encoder's augmentation
+  no-critic-noise the infomax step with the critic scoring clean x
+  encoder-alone   the floor of any decoder-free objective: the encoder, its posterior draw and
+                  KL, and Adam over the encoder only (no critic)
+each for --steps steps of batch 128 per round (after --warmup steps), in ms per step and as
+the VAE's time over each arm's (median of per-round ratios).
 """
 
 from __future__ import annotations
@@ -33,25 +48,22 @@ import argparse
 import dataclasses
 import json
 import platform
+import statistics
 import sys
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-import benchcommon as bc
-from vaekit.augment import encoder_pixels
-from vaekit.config import DataConfig, ModelConfig, TrainConfig
-from vaekit.data import prepare
-from vaekit.infomax import infomax_figures
-from vaekit.models import VAE
-from vaekit.train import fit
+import common as bc
+from vaekit.core import VAE, ModelConfig
+from vaekit.core.augment import encoder_pixels
+from vaekit.core.critic import infomax_figures
+from vaekit.data import DataConfig, prepare
+from vaekit.train import TrainConfig, fit
 
-RESULTS = Path(__file__).resolve().parent / "results"
-MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
 TRAINED = ("infomax-infonce", "infomax-noaug", "infomax-jsd", "vae")
 ARMS = (*TRAINED, "pca", "raw")
 HIDDEN = (512, 256)
@@ -188,9 +200,7 @@ LABELS = {
 }
 
 
-def write(args: argparse.Namespace, splits, results, timing) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"infomax_{args.data}"
+def write(args: argparse.Namespace, splits, results, timing) -> None:
     meta = {
         "data": args.data,
         "train": len(splits.train.x),
@@ -209,9 +219,6 @@ def write(args: argparse.Namespace, splits, results, timing) -> Path:
         "date": time.strftime("%Y-%m-%d"),
         "command": f"python benchmarks/bench_infomax.py {' '.join(sys.argv[1:])}",
     }
-    stem.with_suffix(".json").write_text(
-        json.dumps({"meta": meta, "quality": results, "speed": timing}, indent=2) + "\n"
-    )
     lines = [
         f"# Features without a decoder on {args.data}",
         "",
@@ -249,8 +256,98 @@ def write(args: argparse.Namespace, splits, results, timing) -> Path:
             f"{timing['samples_per_s']['infomax-noaug']:.0f} samples/s "
             f"({timing['noaug_over_vae_median_rate']:.2f}x the VAE's, ratio of the medians).",
         ]
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    return stem.with_suffix(".md")
+    bc.write_result(args.out_dir / f"infomax_{args.data}", "\n".join(lines),
+                    {"meta": meta, "quality": results, "speed": timing})
+
+
+# ---------------------------------------------------------------------- --step-breakdown
+
+STEP_BATCH = 128
+
+
+def step_losses(mi_weight: float) -> dict[str, Any]:
+    """The arms of --step-breakdown: arm -> loss(model, x), the package's own pieces with
+    parts switched off."""
+    import math
+
+    from vaekit.core import critic
+
+    def lse(scores: torch.Tensor) -> torch.Tensor:  # InfoNCE as the package computed it once
+        return (scores.diagonal() - torch.logsumexp(scores, 1)).mean() + math.log(len(scores))
+
+    def infomax(augment: bool = True, noise: bool = True, estimator: Any = critic.mi_infonce):
+        def loss(model: VAE, x: torch.Tensor) -> torch.Tensor:
+            q = model.posterior(critic.encoder_input(model, x) if augment else x)
+            z = q.rsample(1)[0]
+            scores = model.run_critic(critic.critic_view(model, x) if noise else x, z)
+            return model.prior.kl(q, None).mean() - mi_weight * estimator(scores)
+
+        return loss
+
+    def encoder_alone(model: VAE, x: torch.Tensor) -> torch.Tensor:
+        q = model.posterior(x)
+        return model.prior.kl(q, None).mean() + q.rsample(1)[0].square().mean()
+
+    return {"vae": lambda model, x: model(x, None, beta=1.0).total, "infomax": infomax(),
+            "infomax-lse": infomax(estimator=lse), "no-augment": infomax(augment=False),
+            "no-critic-noise": infomax(noise=False), "encoder-alone": encoder_alone}
+
+
+def step_breakdown(args: argparse.Namespace, x: torch.Tensor) -> None:
+    """Milliseconds per training step of each arm of `step_losses`, alternated in one process."""
+    from vaekit.train.denormals import set_flush_denormal
+    from vaekit.train.steps import make_optimizer, step_optimizer
+
+    set_flush_denormal(True)  # as fit does
+    losses, built = step_losses(args.mi_weight), {}
+    for arm in losses:
+        torch.manual_seed(0)
+        cfg = ModelConfig(event_shape=tuple(x.shape[1:]), latent_dim=args.latent, hidden=HIDDEN,
+                          **({} if arm == "vae" else {"decoder": False}))
+        model = VAE.from_config(cfg).train()
+        built[arm] = model, make_optimizer(model.encoder if arm == "encoder-alone" else model,
+                                           1e-3)
+    gen = torch.Generator().manual_seed(0)
+
+    def run(arm: str, steps: int) -> float:
+        model, opt = built[arm]
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            idx = torch.randint(len(x), (STEP_BATCH,), generator=gen)
+            step_optimizer(model, opt, losses[arm](model, x[idx]))
+        return (time.perf_counter() - t0) / steps * 1e3
+
+    for arm in built:  # trained a while, so the critic's scores have their working spread
+        run(arm, args.warmup)
+    ms: dict[str, list[float]] = {arm: [] for arm in built}
+    for r in range(args.speed_rounds):
+        for arm in built:
+            ms[arm].append(run(arm, args.steps))
+        print(f"round {r}: " + ", ".join(f"{a} {v[-1]:.2f} ms" for a, v in ms.items()),
+              flush=True)
+    rows = {}
+    for arm, v in ms.items():
+        ratios = [b / a for a, b in zip(v, ms["vae"], strict=True)]
+        rows[arm] = {"ms_per_step": statistics.median(v), "vae_over_this":
+                     statistics.median(ratios), "range": [min(ratios), max(ratios)]}
+    command = "python benchmarks/bench_infomax.py " + " ".join(sys.argv[1:])
+    lines = [
+        f"# The infomax training step taken apart ({args.data})", "",
+        f"`{command}` on {time.strftime('%Y-%m-%d')}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s). {len(x)} training examples, encoder MLP "
+        f"D-512-256, latent {args.latent}, batch {STEP_BATCH}, mi_weight {args.mi_weight}; each "
+        f"arm warmed up {args.warmup} steps, then {args.speed_rounds} alternated rounds of "
+        f"{args.steps} steps. The arms: the script's docstring.", "",
+        "| step | ms per step (median) | VAE's time / this (median of rounds) | range |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {arm} | {r['ms_per_step']:.2f} | {r['vae_over_this']:.2f}x | "
+              f"{r['range'][0]:.2f}-{r['range'][1]:.2f} |" for arm, r in rows.items()]
+    bc.write_result(args.out_dir / f"infomax_{args.data}_step", "\n".join(lines),
+                    {"command": command, "rows": rows, "ms": ms})
+
+
+# ---------------------------------------------------------------------------------------- main
 
 
 def main() -> None:
@@ -268,31 +365,42 @@ def main() -> None:
     p.add_argument("--critic-noise", type=float, default=0.2)
     p.add_argument("--augment", choices=["auto", "on", "off"], default="auto",
                    help="the infomax-infonce and -jsd arms' encoder augmentation")
-    p.add_argument("--speed-rounds", type=int, default=3)
+    p.add_argument("--speed-rounds", type=int, help="alternated rounds [3; step breakdown 15]")
     p.add_argument("--speed-epochs", type=int, default=3)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    p.add_argument("--speed-only", action="store_true",
-                   help="time again and replace only the speed figures of the results file")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--speed-only", action="store_true",
+                      help="time again and replace only the speed figures of the results file")
+    what.add_argument("--step-breakdown", action="store_true",
+                      help="time the training step's parts (results infomax_DATA_step)")
+    p.add_argument("--steps", type=int, default=300, help="step breakdown: steps per round")
+    p.add_argument("--warmup", type=int, default=300, help="step breakdown: steps before")
+    bc.add_out_dir(p)
     args = p.parse_args()
+    if args.speed_rounds is None:
+        args.speed_rounds = 15 if args.step_breakdown else 3
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.data == "mnist" and not MNIST.is_dir():
-        sys.exit(f"no MNIST data at {MNIST} (../shared/data/mnist beside the repo)")
-    source = str(MNIST) if args.data == "mnist" else "digits"
+    if args.data == "mnist" and not bc.MNIST_DIR.is_dir():
+        sys.exit(f"no MNIST data at {bc.MNIST_DIR} (../shared/data/mnist beside the repo)")
+    source = str(bc.MNIST_DIR) if args.data == "mnist" else "digits"
     splits = prepare(DataConfig(source=source, val_fraction=0.0, test_fraction=0.2))
+    if args.step_breakdown:
+        step_breakdown(args, splits.train.x)
+        return
     timing = speed(args, splits) if args.speed_rounds else {}
     if args.speed_only:  # keep the quality figures (and their settings) of the last full run
-        old = json.loads((RESULTS / f"infomax_{args.data}.json").read_text())
+        old = json.loads((args.out_dir / f"infomax_{args.data}.json").read_text())
         results = old["quality"]
         for key in ("epochs", "latent", "mi_weight", "beta", "critic_dim", "critic_noise",
                     "augment"):
             setattr(args, key, old["meta"][key])
-        args.critic_hidden, args.batch_size = old["meta"]["critic_hidden"], old["meta"][
-            "infomax_batch_size"]
+        args.critic_hidden = old["meta"]["critic_hidden"]
+        args.batch_size = old["meta"]["infomax_batch_size"]
         sys.argv += ["(speed figures; quality from the run before:", old["meta"]["command"] + ")"]
     else:
         results = quality(args, splits)
-    print(f"wrote {write(args, splits, results, timing)}")
+    write(args, splits, results, timing)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """`vaekit serve`: how long one decode request takes for a 28x28 model, and a load check.
 
     python benchmarks/bench_serve.py                     # 2,000 requests from 8 clients
-    python benchmarks/bench_serve.py --requests 400 --clients 4 --tag quick
+    python benchmarks/bench_serve.py --requests 400 --clients 4 --out-dir /tmp/serve   # quick
 
 The model: a 784-dim (1x28x28) MLP VAE with vaekit's benchmark sizes (hidden 512,256; a 16-D
 latent), untrained: decoding costs the same whatever the weights, so no MNIST training is
@@ -15,14 +15,13 @@ server reads only the model for /api/decode).
    concurrent keep-alive clients, each a random z; zero errors required; median and p99
    latency as the clients see it, and the throughput.
 
-Writes benchmarks/results/serve_<tag>.json and .md (tag: cpu by default).
+Writes benchmarks/results/serve_cpu.json and .md (it measures the server on the CPU).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import shutil
@@ -38,15 +37,16 @@ from typing import Any
 import numpy as np
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+import common as bc
+
 HOST = "127.0.0.1"  # loopback only: the load check never leaves this machine
 
 
 def make_run(root: Path) -> Path:
     """A run directory holding an untrained 1x28x28 MLP VAE."""
     from vaekit.cli import main
-    from vaekit.config import load_run_config, save_json
-    from vaekit.models import VAE
+    from vaekit.core import VAE
+    from vaekit.runs import load_run_config, save_json
 
     digits = root / "digits"
     args = ["train", "--data", "digits", "--out", str(digits), "--epochs", "1"]
@@ -191,13 +191,11 @@ def stats(label: str, q: dict[str, float]) -> str:
     return row(label, q["n"], q["median_ms"], q["p90_ms"], q["p99_ms"], q["max_ms"])
 
 
-def write(tag: str, result: dict[str, Any]) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"serve_{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
+def markdown(result: dict[str, Any]) -> str:
     one, load = result["in_process"], result["load"]
     bar = "met" if one["handler"]["p99_ms"] < 50 else "NOT met"
     lines = [
-        f"# vaekit serve: decode latency and load check ({tag})",
+        "# vaekit serve: decode latency and load check (cpu)",
         "",
         f"Model: {result['model']}. Machine: {result['machine']}, {result['cpus']} CPU cores "
         "shared with other work. Command: `" + result["command"] + "`",
@@ -229,7 +227,7 @@ def write(tag: str, result: dict[str, Any]) -> None:
         f"Latency as the clients see it, queueing included: {load['clients']} keep-alive clients",
         "share one server process, and the clients run on the same cores as the server.",
     ]
-    (RESULTS / f"serve_{tag}.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -237,7 +235,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000, help="load check requests [2000]")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients [8]")
     parser.add_argument("--single", type=int, default=500, help="in-process requests [500]")
-    parser.add_argument("--tag", default="cpu", help="results file suffix [cpu]")
+    bc.add_out_dir(parser)
     args = parser.parse_args()
     if args.requests < 1 or args.clients < 1 or args.single < 1:
         parser.error("--requests, --clients and --single must be >= 1")
@@ -253,8 +251,7 @@ def main() -> int:
             "in_process": in_process(run, args.single),
             "load": load_check(run, args.requests, args.clients),
         }
-    write(args.tag, result)
-    print(json.dumps(result, indent=2))
+    bc.write_result(args.out_dir / "serve_cpu", markdown(result), result)
     return 0 if result["load"]["errors"] == 0 else 1
 
 

@@ -1,17 +1,21 @@
-"""Shared pieces of the benchmark scripts: data, the reference MLP VAE, the plain training
-loop, the one test -ELBO function every arm is scored with, the Pythae wrappers, and the
-bridge to vaekit.
+"""Shared pieces of the benchmark scripts: paths and data (the seeded splits every script
+uses), timing (alternated rounds), writing a result file, the reference MLP VAE and the plain
+training loop, the one test -ELBO function every arm is scored with, the Pythae wrappers, and
+the bridge to vaekit.
 
-Imported by `bench_train.py` and `bench_nll.py` (run as scripts, so `benchmarks/` is on
-sys.path). Optional peers (pythae, vaekit) are imported lazily; nothing here needs them.
+The scripts run as files (`python benchmarks/bench_X.py`), so `benchmarks/` is on sys.path and
+they `import common as bc`. Optional peers (pythae, pyod) are imported lazily; nothing here
+needs them.
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import itertools
-import math
+import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,11 +27,49 @@ import torch.nn.functional as F
 from torch import nn
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MNIST_TEST = REPO_ROOT.parent / "shared" / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+MNIST_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist"  # ../shared/data/mnist beside the repo
+MNIST_TEST = MNIST_DIR / "t10k-images-idx3-ubyte.gz"
 LATENT = 16
 HIDDEN = (512, 256)
 
+# ------------------------------------------------------------------------------------ results
+
+
+def add_out_dir(parser: argparse.ArgumentParser) -> None:
+    """--out-dir: where the result files go (a smoke run writes elsewhere, e.g. /tmp/bench)."""
+    parser.add_argument("--out-dir", type=Path, default=RESULTS,
+                        help="where the result files go [benchmarks/results]")
+
+
+def write_result(stem: Path, md: str, data: dict[str, Any] | None = None) -> None:
+    """Write STEM.md (and STEM.json when `data` is given), then print the table."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    if data is not None:
+        stem.with_suffix(".json").write_text(json.dumps(data, indent=1, default=float) + "\n")
+    stem.with_suffix(".md").write_text(md if md.endswith("\n") else md + "\n")
+    print("\n" + md)
+    print(f"wrote {stem}.md" + (" and .json" if data is not None else ""), flush=True)
+
+
+def peer_version(name: str) -> str | None:
+    """The installed version of an optional peer (pythae, pyod), None where it is missing."""
+    try:
+        from importlib.metadata import version
+
+        __import__(name)
+        return version(name)
+    except Exception:
+        return None
+
+
 # ------------------------------------------------------------------------------------- timing
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
 
 
 def alternated_speed(
@@ -51,6 +93,31 @@ def alternated_speed(
     }
 
 
+def _status_mb(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (VmHWM), MB."""
+    peak = _status_mb("VmHWM:")
+    if peak is None:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return peak
+
+
+def current_rss_mb() -> float:
+    rss = _status_mb("VmRSS:")
+    return float("nan") if rss is None else rss
+
+
 # --------------------------------------------------------------------------------------- data
 
 
@@ -65,29 +132,52 @@ def read_idx_images(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, rows, cols)
 
 
-def load_data(
-    name: str, seed: int = 0, mnist_path: Path | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) as float32 (n, D) arrays in [0, 1], split with a fixed seed.
+def read_idx_labels(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as fh:
+        raw = fh.read()
+    if int.from_bytes(raw[:4], "big") != 2049:
+        raise ValueError(f"{path}: not an IDX1 labels file")
+    return np.frombuffer(raw, dtype=np.uint8, offset=8).astype(np.int64)
 
-    digits: sklearn's 1,797 8x8 digits /16 -> 1,437 train / 360 test.
-    mnist: the 10,000 MNIST test-set images /255 -> 8,000 train / 2,000 test.
-    """
-    rng = np.random.default_rng(seed)
+
+def load_all(name: str, mnist_path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Every example of `name` as float32 (n, D) rows in [0, 1], with its labels: the 1,797
+    8x8 digits / 16, or the 10,000 MNIST test-set images / 255."""
     if name == "digits":
         from sklearn.datasets import load_digits
 
-        x = load_digits().data.astype(np.float32) / 16.0
-        n_train = 1437
-    elif name == "mnist":
-        images = read_idx_images(mnist_path or MNIST_TEST)
-        x = images.reshape(len(images), -1).astype(np.float32) / 255.0
-        n_train = 8000
-    else:
+        d = load_digits()
+        return d.data.astype(np.float32) / 16.0, d.target.astype(np.int64)
+    if name != "mnist":
         raise ValueError(f"unknown data {name!r}")
-    perm = rng.permutation(len(x))
-    x = x[perm]
-    return np.ascontiguousarray(x[:n_train]), np.ascontiguousarray(x[n_train : n_train + 2000])
+    path = mnist_path or MNIST_TEST
+    if not path.is_file():
+        raise SystemExit(f"no MNIST images at {path} (../shared/data/mnist beside the repo)")
+    images = read_idx_images(path)
+    labels = read_idx_labels(path.with_name("t10k-labels-idx1-ubyte.gz"))
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0, labels
+
+
+def load_labelled(
+    name: str, seed: int = 0, mnist_path: Path | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_test, y_test), split with a fixed seed: digits 1,437 train / 360
+    test; MNIST's test-set images 8,000 train / 2,000 test."""
+    x, y = load_all(name, mnist_path)
+    n_train = 1437 if name == "digits" else 8000
+    perm = np.random.default_rng(seed).permutation(len(x))
+    x, y = x[perm], y[perm]
+    test = slice(n_train, n_train + 2000)
+    return (np.ascontiguousarray(x[:n_train]), y[:n_train], np.ascontiguousarray(x[test]),
+            y[test])
+
+
+def load_data(
+    name: str, seed: int = 0, mnist_path: Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) of `load_labelled`, without the labels."""
+    x_train, _, x_test, _ = load_labelled(name, seed, mnist_path)
+    return x_train, x_test
 
 
 # ------------------------------------------------------------------------------ reference model
@@ -124,7 +214,6 @@ def train_plain(
     epochs: int,
     batch_size: int = 128,
     lr: float = 1e-3,
-    on_epoch: Callable[[int, float, float], None] | None = None,
 ) -> list[float]:
     """The minimal loop an expert writes: data as one tensor, randperm index batches, plain
     Adam, no host sync per step (the epoch loss is read once per epoch). Returns epoch seconds.
@@ -133,7 +222,7 @@ def train_plain(
     n = x.shape[0]
     times = []
     model.train()
-    for epoch in range(epochs):
+    for _ in range(epochs):
         t0 = time.perf_counter()
         perm = torch.randperm(n, device=x.device)
         total = torch.zeros((), device=x.device)
@@ -149,14 +238,9 @@ def train_plain(
             loss.backward()
             opt.step()
             total += loss.detach() * xb.shape[0]
-        epoch_loss = total.item() / n
+        total.item()  # the epoch's one host sync
         times.append(time.perf_counter() - t0)
-        if on_epoch is not None:
-            on_epoch(epoch, times[-1], epoch_loss)
     return times
-
-
-# ------------------------------------------------------------------------- the one test metric
 
 
 @torch.no_grad()
@@ -188,69 +272,7 @@ def test_neg_elbo(
     return total / x.shape[0]
 
 
-@torch.no_grad()
-def importance_log_likelihood(
-    encode: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-    decode_logits: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    k: int = 1000,
-    rows: int = 32768,
-) -> torch.Tensor:
-    """log p(x) per example by importance sampling with q(z|x), K samples, batched over
-    examples and samples (about `rows` decoder rows at a time). Reference for bench_nll."""
-    chunk = max(1, rows // k)
-    out = []
-    for i in range(0, x.shape[0], chunk):
-        xb = x[i : i + chunk]
-        mean, logvar = encode(xb)
-        std = torch.exp(0.5 * logvar)
-        eps = torch.randn((k, *mean.shape), device=mean.device)
-        z = mean + std * eps  # (k, b, latent)
-        log_q = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
-        log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(-1)
-        logits = decode_logits(z)
-        log_px = -F.binary_cross_entropy_with_logits(
-            logits, xb.expand(k, *xb.shape), reduction="none"
-        ).sum(-1)
-        out.append(torch.logsumexp(log_px + log_pz - log_q, dim=0) - math.log(k))
-    return torch.cat(out)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process (VmHWM), MB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def current_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
-
-
 # ------------------------------------------------------------------------------------ Pythae
-
-
-def pythae_version() -> str | None:
-    try:
-        from importlib.metadata import version
-
-        import pythae  # noqa: F401
-
-        return version("pythae")
-    except Exception:
-        return None
 
 
 def make_pythae_vae(d: int, enc: nn.Module, dec: nn.Module) -> Any:
@@ -297,68 +319,54 @@ def quiet_pythae() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def train_pythae(train_x: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int,
+                 device: str = "cpu") -> tuple[Any, list[float]]:
+    """Train the reference model with pythae's TrainingPipeline (BaseTrainerConfig, Adam, no
+    saving or sampling during training, console output off): (model, epoch seconds), timed
+    from on_epoch_begin to on_epoch_end (the loop over its DataLoader plus its per-epoch
+    best-model deepcopy, part of its epoch; not the final save)."""
+    from pythae.pipelines import TrainingPipeline
+    from pythae.trainers import BaseTrainerConfig
+    from pythae.trainers.training_callbacks import TrainingCallback
+
+    quiet_pythae()
+    seconds: list[float] = []
+
+    class EpochTimer(TrainingCallback):
+        def on_epoch_begin(self, training_config: Any, **kwargs: Any) -> None:
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, training_config: Any, **kwargs: Any) -> None:
+            seconds.append(time.perf_counter() - self.t0)
+
+    torch.manual_seed(seed)
+    ref = MLPVAE(train_x.shape[1])
+    model = make_pythae_vae(train_x.shape[1], ref.enc, ref.dec)
+    with tempfile.TemporaryDirectory(prefix="bench_pythae_") as out:
+        config = BaseTrainerConfig(
+            output_dir=out, per_device_train_batch_size=batch_size,
+            per_device_eval_batch_size=batch_size, num_epochs=epochs, learning_rate=lr,
+            optimizer_cls="Adam", steps_saving=None, steps_predict=None, seed=seed,
+            no_cuda=device == "cpu",
+        )
+        TrainingPipeline(model=model, training_config=config)(
+            train_data=train_x, callbacks=[EpochTimer()]
+        )
+    return model, seconds
+
+
 # ------------------------------------------------------------------------------------ vaekit
 
 
-def vaekit_model(d: int) -> Any:
-    from vaekit.config import ModelConfig
-    from vaekit.models import VAE
+def vaekit_model(d: int, hidden: tuple[int, ...] = HIDDEN) -> Any:
+    """vaekit's VAE with the reference sizes: MLP d-512-256-16, Bernoulli."""
+    from vaekit.core import VAE, ModelConfig
 
     return VAE.from_config(
-        ModelConfig(event_shape=(d,), latent_dim=LATENT, hidden=HIDDEN, likelihood="bernoulli")
+        ModelConfig(event_shape=(d,), latent_dim=LATENT, hidden=hidden, likelihood="bernoulli")
     )
 
 
 def vaekit_decode_logits(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Bernoulli logits of a vaekit model: `decoder_params` (the likelihood's parameters are
-    the logits for Bernoulli); the logit of the clamped mean only as a fallback."""
-    for name in ("decoder_params", "decode_logits"):
-        fn = getattr(model, name, None)
-        if callable(fn):
-            return fn
-    eps = 1e-7
-    return lambda z: torch.logit(model.decode(z).float().clamp(eps, 1 - eps))
-
-
-def copy_into_vaekit(src: MLPVAE, model: Any, probe: torch.Tensor) -> str | None:
-    """Copy `src`'s weights into a vaekit VAE by matching nn.Linear layers in order (the
-    2*latent encoder head may be one layer or split into mean/logvar layers). Checks the result
-    on `probe`; returns None on success or a reason it could not be done."""
-    src_lin = [m for m in src.modules() if isinstance(m, nn.Linear)]
-    dst_lin = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    pairs: list[tuple[nn.Linear, torch.Tensor, torch.Tensor]] = []
-    j = 0
-    for lin in src_lin:
-        if j >= len(dst_lin):
-            return "vaekit model has fewer Linear layers than the reference"
-        dst = dst_lin[j]
-        if dst.weight.shape == lin.weight.shape:
-            pairs.append((dst, lin.weight, lin.bias))
-            j += 1
-        elif (
-            lin.out_features == 2 * LATENT
-            and j + 1 < len(dst_lin)
-            and dst.weight.shape == (LATENT, lin.in_features)
-            and dst_lin[j + 1].weight.shape == (LATENT, lin.in_features)
-        ):
-            pairs.append((dst, lin.weight[:LATENT], lin.bias[:LATENT]))
-            pairs.append((dst_lin[j + 1], lin.weight[LATENT:], lin.bias[LATENT:]))
-            j += 2
-        else:
-            return f"cannot match Linear {tuple(lin.weight.shape)} to {tuple(dst.weight.shape)}"
-    if j != len(dst_lin):
-        return "vaekit model has extra Linear layers"
-    with torch.no_grad():
-        for dst, w, b in pairs:
-            dst.weight.copy_(w)
-            dst.bias.copy_(b)
-        model.eval()
-        m1, v1 = src.encode(probe)
-        m2, v2 = model.encode(probe)
-        p1 = torch.sigmoid(src.decode_logits(m1))
-        p2 = model.decode(m1).reshape(p1.shape)
-    if not (torch.allclose(m1, m2, atol=1e-5) and torch.allclose(v1, v2, atol=1e-5)):
-        return "encoder outputs differ after copying weights (layer order or head layout?)"
-    if not torch.allclose(p1, p2, atol=1e-5):
-        return "decoder outputs differ after copying weights"
-    return None
+    """Bernoulli logits of a vaekit model: its likelihood's parameters are the logits."""
+    return model.decoder_params
