@@ -405,3 +405,14 @@ def test_negative_joint_beta_is_refused() -> None:
     with pytest.raises(ValueError, match="joint_beta >= 0"):
         est.fit(x)
     assert not hasattr(est, "model_")
+
+
+def test_empty_or_tiny_clusters_are_named_with_their_fix():
+    from vaekit.cluster.recipe import small_clusters_message
+
+    balanced = np.repeat(np.arange(4), 25)
+    assert small_clusters_message(balanced, 4) is None
+    lopsided = np.array([0] * 98 + [1] * 2)  # clusters 2 and 3 empty, 1 tiny (2 < 2.5 rows)
+    message = small_clusters_message(lopsided, 4)
+    assert message is not None and message.startswith("3 of 4 clusters are empty or tiny")
+    assert "2 empty" in message and "--epochs" in message and "--k" in message

@@ -22,6 +22,7 @@ estimator accepts: `vaekit.cluster.inputs`; its file: `vaekit.cluster.persist`.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ from vaekit.cluster.recipe import (  # the stages and scores, re-exported here
     pull_stage,
     reseed_empty,
     responsibilities,
+    small_clusters_message,
     stage_epochs,
     with_changes,
 )
@@ -228,6 +230,8 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             self.verbose, self.device,
         )
         self._set_fitted(model, xt, init, pre_epochs + pull_epochs + joint_trained)
+        if (message := small_clusters_message(self.labels_, k)) is not None:
+            warnings.warn(message, stacklevel=2)
         return self
 
     def _checked_data(self, X: Any) -> np.ndarray:

@@ -262,6 +262,21 @@ def reseed_empty(model: VAE, x: torch.Tensor, min_size: int) -> list[int]:
     return reseeded
 
 
+def small_clusters_message(labels: np.ndarray, k: int) -> str | None:
+    """One line when the final clustering leaves clusters empty or tiny (under a tenth of the
+    mean size n / k), with the likely fix; None when every cluster holds its share."""
+    sizes = np.bincount(labels, minlength=k)
+    small = int((sizes < 0.1 * len(labels) / k).sum())
+    if not small:
+        return None
+    empty = int((sizes == 0).sum())
+    return (
+        f"{small} of {k} clusters are empty or tiny ({empty} empty; smallest sizes "
+        f"{sorted(sizes.tolist())[:3]}) after training: train longer (epochs, --epochs) or ask "
+        "for fewer clusters (n_clusters, --k)"
+    )
+
+
 # --- the stages as the estimator chains them ------------------------------------------------
 
 
