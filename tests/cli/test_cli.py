@@ -203,6 +203,32 @@ def test_training_evaluates_log_px_with_100_samples_by_default(tmp_path: Path, c
     assert json.loads((out / "evaluation.json").read_text())["k"] == 100
 
 
+def test_score_reads_a_mat_file_as_the_runs_images(demo: Path, tmp_path: Path, capsys) -> None:
+    import scipy.io
+    from sklearn.datasets import load_digits
+
+    flat = load_digits().data[:40].astype(np.float64) / 16.0  # (40, 64): 8x8 images as rows
+    scipy.io.savemat(tmp_path / "faces.mat", {"faces": flat.T})  # one example per column
+    mat = tmp_path / "faces.mat"
+    for extra in ([], ["--image-shape", "8,8"]):
+        out = tmp_path / f"scores{len(extra)}.csv"
+        rc, _, err = run(capsys, "score", demo, "--data", mat, "--out", out, *extra)
+        assert rc == 0, err
+        assert len(out.read_text().splitlines()) == 41
+
+
+def test_data_errors_name_the_flag_a_cli_user_types(tmp_path: Path, capsys) -> None:
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,kind\n1,2,cat\n3,4,dog\n")
+    rc, _, err = run(capsys, "train", "--data", table, "--out", tmp_path / "run", *FAST)
+    assert "--label-column" in assert_one_line_error(rc, err)
+    import scipy.io
+
+    scipy.io.savemat(tmp_path / "m.mat", {"faces": np.zeros((30, 70))})
+    rc, _, err = run(capsys, "train", "--data", tmp_path / "m.mat", "--out", tmp_path / "r", *FAST)
+    assert "--image-shape" in assert_one_line_error(rc, err)
+
+
 def test_console_script_runs(demo: Path) -> None:
     """The installed `vaekit` entry point (a real process), not just the function."""
     assert VAEKIT.is_file()

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from vaekit.cli.common import UserError, add_device, check_out, write_atomic
+from vaekit.cli.common import UserError, add_device, check_out, ints, write_atomic
 
 NAME = "score"
 
@@ -78,6 +78,9 @@ def add_parser(sub: Any) -> None:
         "--samples", type=int, help="L posterior draws (elbo, recon-prob) or K (iwae) [100]"
     )
     p.add_argument("--neighbors", type=int, default=5, help="k of latent-knn [5]")
+    p.add_argument(
+        "--image-shape", type=ints, help="how to read --data's examples, e.g. 28,20 (a .mat file)"
+    )
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="[fp32]")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws [0]")
     p.add_argument("--force", action="store_true", help="overwrite --out (and OUT_explain.csv)")
@@ -119,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if score in anomaly.IMAGE_SCORES:  # a table's run: say so before reading the data
         anomaly.smoothing_width(run.model.config.event_shape)
-    x, _ = run.data(args.data)
+    x, _ = run.data(args.data, image_shape=args.image_shape)
     opts: dict[str, Any] = {"samples": args.samples, "precision": args.precision, "seed": args.seed}
     if score in anomaly.FEATURE_SCORES:
         opts["reference"] = anomaly.run_reference(run, args.precision)

@@ -105,8 +105,8 @@ def load_mat(
     x = data[key]
     if shape is None:
         raise DataError(
-            f"{path}: a .mat array {x.shape} needs image_shape to tell examples from pixels "
-            "(e.g. image_shape=(28, 20) for Frey faces)"
+            f"{path}: a .mat array {x.shape} needs image_shape (--image-shape) to tell examples "
+            "from pixels (e.g. image_shape=(28, 20), --image-shape 28,20 for Frey faces)"
         )
     size = math.prod(shape)
     if x.shape[1] == size:
@@ -116,7 +116,7 @@ def load_mat(
     else:
         raise DataError(
             f"{path}: neither axis of {key} {x.shape} has {size} values = prod(image_shape "
-            f"{shape}); give the image shape of one example"
+            f"{shape}); give the image shape of one example (--image-shape)"
         )
     if y is not None:
         y = y.reshape(-1)

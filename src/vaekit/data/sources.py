@@ -109,7 +109,10 @@ def _normalise_image_shape(shape: Any) -> tuple[int, ...] | None:
     if len(shape) == 2:
         shape = (1, *shape)
     if len(shape) != 3 or any(s < 1 for s in shape):
-        raise DataError(f"image_shape must be (H, W) or (C, H, W) of positive sizes, got {shape}")
+        raise DataError(
+            "image_shape (--image-shape) must be (H, W) or (C, H, W) of positive sizes, "
+            f"got {shape}"
+        )
     return shape
 
 
@@ -133,7 +136,7 @@ def _finalise(
         if row != math.prod(shape):
             raise DataError(
                 f"{name}: image_shape {shape} holds {math.prod(shape)} values but each example "
-                f"has {row} ({x.shape[1:]}); fix image_shape"
+                f"has {row} ({x.shape[1:]}); fix image_shape (--image-shape)"
             )
         x, kind = x.reshape(n, *shape), "image"
     elif x.ndim == 1:
@@ -147,7 +150,9 @@ def _finalise(
             x = x.transpose(0, 3, 1, 2)  # channels-last (n, H, W, C), as PIL/NumPy save images
         kind = "image"
     else:
-        raise DataError(f"{name}: cannot tell the layout of shape {x.shape}; give image_shape")
+        raise DataError(
+            f"{name}: cannot tell the layout of shape {x.shape}; give image_shape (--image-shape)"
+        )
 
     if x.dtype == np.uint8:  # (a uint8 memmap is scaled in memory: --mmap wants float32 files)
         x = x.astype(np.float32) / np.float32(255.0)  # pixels -> [0, 1]

@@ -167,18 +167,28 @@ def _prepare_lazy(
 
 
 def load_like_run(
-    source: str, cfg: DataConfig, pre: Preprocessor, *, event_shape: tuple[int, ...] | None = None
+    source: str,
+    cfg: DataConfig,
+    pre: Preprocessor,
+    *,
+    event_shape: tuple[int, ...] | None = None,
+    image_shape: tuple[int, ...] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """New data through a trained run's loading options and preprocessing (no split).
 
     Returns x (n, *event_shape) float32 and y (n,) int64 or None. event_shape (optional, the
     model's): flat rows of the right size are reshaped to it, other shapes raise DataError.
-    A CSV without the run's label column loads unlabelled.
+    image_shape: how to read the source's examples, where it differs from the run's (a .mat
+    file needs one; without it an image model's own shape is taken). A CSV without the run's
+    label column loads unlabelled.
     """
     label_column = cfg.label_column
     if label_column is not None and csv_lacks_column(source, label_column):
         label_column = None
-    ds = load_source(source, image_shape=cfg.image_shape, label_column=label_column, mmap=cfg.mmap)
+    shape = image_shape or cfg.image_shape
+    if shape is None and str(source).endswith(".mat") and event_shape and len(event_shape) == 3:
+        shape = tuple(event_shape)
+    ds = load_source(source, image_shape=shape, label_column=label_column, mmap=cfg.mmap)
     x = ds.x
     if event_shape is not None:
         event_shape = tuple(int(s) for s in event_shape)

@@ -107,7 +107,8 @@ def _csv_error(
                 if i != label_col and not is_number(cell.strip()):
                     return DataError(
                         f"{path} row {line_no}, column {i + 1} ({names[i]!r}) holds non-numeric "
-                        f"{cell!r}; fix the cell, or pass label_column if it is a label column"
+                        f"{cell!r}; fix the cell, or name it as the label column (label_column, "
+                        "--label-column)"
                     )
     return DataError(f"cannot parse {path} as numbers: {err}")
 

@@ -87,15 +87,20 @@ class Run:
         return device_of(self.model)
 
     def data(
-        self, source: str | None = None, split: str = "test"
+        self,
+        source: str | None = None,
+        split: str = "test",
+        image_shape: tuple[int, ...] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (n, *event_shape) and labels: the run's own split, or new data prepared like it."""
+        """x (n, *event_shape) and labels: the run's own split, or new data prepared like it
+        (image_shape: how to read that source, where it differs from the run's data)."""
         if source is not None:
             return load_like_run(
                 source,
                 self.config.data,
                 self.preprocessor,
                 event_shape=self.config.model.event_shape,
+                image_shape=image_shape,
             )
         if split not in ("train", "val", "test"):
             raise ValueError(f"split must be train, val or test, got {split!r}")
