@@ -178,8 +178,8 @@ def test_clone_is_unfitted_with_same_params(fitted) -> None:
 
 @pytest.mark.parametrize(
     "k, message",
-    [(1, "n_clusters must be >= 2"), (2.5, "n_clusters must be an integer"),
-     ("3", "n_clusters must be an integer"), (500, "larger than the number of samples")],
+    [(1, r"n_clusters \(--k\) must be >= 2"), (2.5, r"n_clusters \(--k\) must be an integer"),
+     ("3", r"n_clusters \(--k\) must be an integer"), (500, "larger than the number of samples")],
 )
 def test_bad_n_clusters(k, message) -> None:
     x, _ = blobs_through_net(n_per=10)

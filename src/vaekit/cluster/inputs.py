@@ -10,24 +10,39 @@ from typing import Any
 import numpy as np
 import torch
 
+# The `vaekit cluster` flag of each parameter a user may get wrong, named beside it.
+FLAGS = {
+    "n_clusters": "--k",
+    "pretrain_epochs": "--pretrain-epochs",
+    "pull_epochs": "--pull-epochs",
+    "epochs": "--epochs",
+    "n_init": "--n-init",
+    "latent_dim": "--latent-dim",
+}
+
+
+def _named(name: str) -> str:
+    """'n_clusters (--k)': the Python name and the flag a CLI user types."""
+    return f"{name} ({FLAGS[name]})" if name in FLAGS else name
+
 
 def check_params(est: Any) -> None:
     """Refuse a `VAEClusterer`'s parameters that cannot work, in one line each."""
     k = est.n_clusters
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"n_clusters must be an integer >= 2, got {k!r}")
+        raise ValueError(f"{_named('n_clusters')} must be an integer >= 2, got {k!r}")
     if k < 2:
-        raise ValueError(f"n_clusters must be >= 2, got {k}")
+        raise ValueError(f"{_named('n_clusters')} must be >= 2, got {k}")
     for name in ("pretrain_epochs", "pull_epochs", "epochs"):
         v = getattr(est, name)
         if v is None:
             continue
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+            raise ValueError(f"{_named(name)} must be an integer >= 0, got {v!r}")
     for name in ("n_init", "batch_size", "latent_dim"):
         v = getattr(est, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+            raise ValueError(f"{_named(name)} must be an integer >= 1, got {v!r}")
     if est.init not in ("tsne", "gmm"):
         raise ValueError(f"init must be 'tsne' or 'gmm', got {est.init!r}")
     if est.init_space not in ("auto", "input", "codes"):
