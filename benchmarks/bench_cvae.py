@@ -27,6 +27,13 @@ Figures per arm (results/cvae_<data>.md and .json):
   .venv/bin/python benchmarks/bench_cvae.py --data mnist --speed-rounds 0   # cvae_mnist
   .venv/bin/python benchmarks/bench_cvae.py --data digits --epochs 100 --objective elbo
   .venv/bin/python benchmarks/bench_cvae.py --data mnist --speed-only       # cvae_mnist_speed.json
+  .venv/bin/python benchmarks/bench_cvae.py --data mnist --defaults          # cvae_mnist_defaults
+
+--defaults: what a user gets from `vaekit train --data MNIST --conditional --binarize dynamic
+--epochs E --seed S` and nothing else (the package's default prior, objective, network, split
+and end-of-training evaluation), at E = 10, 30, 100 and seeds 0-2, beside the same command
+with --conditional-prior normal: the conditional accuracy the run itself reports (an MLP judge
+trained on the run's training split, `vaekit.train.evaluate.conditional_accuracy`).
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ from vaekit.core import VAE, ModelConfig
 from vaekit.data import DataConfig, prepare
 from vaekit.train import TrainConfig, fit
 from vaekit.train.evaluate import conditional_accuracy
+
+DEFAULT_EPOCHS = (10, 30, 100)
+DEFAULT_SEEDS = (0, 1, 2)
 
 ARMS = {
     "vae": {},
@@ -193,6 +203,61 @@ def write(args: argparse.Namespace, splits, results, timing) -> None:
                     {"meta": meta, "quality": results, "speed": timing})
 
 
+def defaults(args: argparse.Namespace, source: str) -> None:
+    """The conditional accuracy of `vaekit train --conditional` with the package's defaults
+    (and with --conditional-prior normal) after 10, 30 and 100 epochs, over seeds."""
+    import statistics
+    import tempfile
+
+    from vaekit.runs import RunConfig, train_run
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for prior in ("default", "normal"):
+            for epochs in DEFAULT_EPOCHS:
+                for seed in DEFAULT_SEEDS:
+                    chosen = {} if prior == "default" else {"prior": prior}
+                    model = ModelConfig(conditional=True, **chosen)
+                    config = RunConfig(
+                        model=model,
+                        data=DataConfig(source=source, binarize="dynamic"),
+                        train=TrainConfig(epochs=epochs, seed=seed),
+                    )
+                    t0 = time.perf_counter()
+                    run, f = train_run(config, f"{tmp}/{prior}-{epochs}-{seed}", progress=False,
+                                       pictures=False, device="cpu")
+                    rows.append({"prior": run.config.model.prior, "epochs": epochs, "seed": seed,
+                                 "conditional_accuracy": f["conditional_accuracy"],
+                                 "judge_test_accuracy": f["classifier_test_accuracy"],
+                                 "neg_log_likelihood": -f["log_likelihood"], "k": f["k"],
+                                 "seconds": time.perf_counter() - t0})
+                    print(json.dumps(rows[-1]), flush=True)
+    lines = [
+        f"# Conditional VAE on {args.data}: the defaults after 10, 30 and 100 epochs",
+        "",
+        f"`python benchmarks/bench_cvae.py --data {args.data} --defaults` on "
+        f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {torch.get_num_threads()} "
+        "threads. Each row: `vaekit train --data SOURCE --conditional --binarize dynamic "
+        "--epochs E --seed S` (the package's defaults otherwise), seeds "
+        f"{', '.join(map(str, DEFAULT_SEEDS))}; conditional accuracy as the run reports it "
+        "(samples judged the asked class by an MLP trained on the run's training split).",
+        "",
+        "| prior | epochs | conditional accuracy, mean (min-max) | -log p(x\\|y), nats (K=100) "
+        "| seconds per run |",
+        "|---|---|---|---|---|",
+    ]
+    for prior in dict.fromkeys(r["prior"] for r in rows):
+        for epochs in DEFAULT_EPOCHS:
+            sel = [r for r in rows if r["prior"] == prior and r["epochs"] == epochs]
+            acc = [r["conditional_accuracy"] for r in sel]
+            nll = statistics.mean(r["neg_log_likelihood"] for r in sel)
+            sec = statistics.mean(r["seconds"] for r in sel)
+            lines.append(f"| {prior} | {epochs} | {statistics.mean(acc):.3f} ({min(acc):.3f}-"
+                         f"{max(acc):.3f}) | {nll:.2f} | {sec:.0f} |")
+    bc.write_result(args.out_dir / f"cvae_{args.data}_defaults", "\n".join(lines) + "\n",
+                    {"argv": sys.argv[1:], "rows": rows})
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", choices=["mnist", "digits"], default="mnist")
@@ -207,6 +272,8 @@ def main() -> None:
     p.add_argument("--patience", type=int, default=30)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--speed-only", action="store_true", help="only the alternated speed phase")
+    p.add_argument("--defaults", action="store_true",
+                   help="conditional accuracy of the CLI's defaults at 10, 30, 100 epochs")
     p.add_argument("--objective", choices=["elbo", "iwae"], default="iwae")
     p.add_argument("--samples", type=int, help="S for elbo, K for iwae [elbo 1, iwae 5]")
     p.add_argument("--per-class", type=int, default=1000, help="samples judged per class")
@@ -222,6 +289,9 @@ def main() -> None:
     if args.data == "mnist" and not bc.MNIST_DIR.is_dir():
         sys.exit(f"no MNIST data at {bc.MNIST_DIR} (../shared/data/mnist beside the repo)")
     source = str(bc.MNIST_DIR) if args.data == "mnist" else "digits"
+    if args.defaults:
+        defaults(args, source)
+        return
     splits = prepare(DataConfig(source=source, val_fraction=args.val_fraction,
                                 test_fraction=0.2, binarize="dynamic"))
     timing = speed(args, splits) if args.speed_rounds else {}
