@@ -83,6 +83,7 @@ bench-speed: $(VENV)/.bench
 # features without a decoder, distributed training, the explorer's server.
 bench-apps: $(VENV)/.bench
 	$(BIN)/python benchmarks/bench_cvae.py --data mnist --speed-rounds 0 --threads 1
+	$(BIN)/python benchmarks/bench_cvae.py --data mnist --defaults --threads 1
 	$(BIN)/python benchmarks/bench_cvae.py --data mnist --speed-only --speed-rounds 8 --speed-epochs 5 --threads 1
 	$(BIN)/python benchmarks/bench_cvae.py --data digits --epochs 100 --objective elbo --speed-rounds 0 --threads 1
 	$(BIN)/python benchmarks/bench_cluster.py --data digits
