@@ -92,12 +92,12 @@ def test_encoder_only_detector_thresholds_predicts_and_round_trips(
 
 def test_encoder_only_refuses_what_needs_a_decoder(encoder_only: VAEDetector) -> None:
     x = np.zeros((3, 12), dtype=np.float32)
-    with pytest.raises(ValueError, match="use score='latent-knn'"):
-        VAEDetector(objective="infomax", score="recon-error").fit(x)
+    with pytest.raises(ValueError, match="use scoring='latent-knn'"):
+        VAEDetector(objective="infomax", scoring="recon-error").fit(x)
     with pytest.raises(ValueError, match="objective must be elbo or infomax"):
         VAEDetector(objective="vae").fit(x)
     with pytest.raises(ValueError, match="neighbors must be an integer >= 1"):
-        VAEDetector(score="latent-knn", neighbors=0).fit(x)
+        VAEDetector(scoring="latent-knn", neighbors=0).fit(x)
     with pytest.raises(ValueError, match="no decoder"):
         anomaly.score_samples(encoder_only.model_, torch.zeros(3, 12), "recon-error")
     with pytest.raises(ValueError, match="belongs to no single feature"):
@@ -106,7 +106,7 @@ def test_encoder_only_refuses_what_needs_a_decoder(encoder_only: VAEDetector) ->
         anomaly.score_samples(encoder_only.model_, torch.zeros(3, 12), "latent-knn")
 
 
-@pytest.mark.parametrize("params", [{"objective": "infomax"}, {"score": "latent-knn"}])
+@pytest.mark.parametrize("params", [{"objective": "infomax"}, {"scoring": "latent-knn"}])
 def test_latent_knn_on_too_few_rows_is_refused_before_training(
     params: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -72,7 +72,7 @@ def test_auto_is_smooth_error_on_images_and_it_is_what_it_is_named(
     digits_detector: tuple[VAEDetector, np.ndarray, np.ndarray],
 ) -> None:
     det, images, is_out = digits_detector
-    assert det.score == "auto" and det.score_ == "smooth-error"
+    assert det.scoring == "auto" and det.score_ == "smooth-error"
     s = det.decision_function(images)
     assert roc_auc_score(is_out, s) >= 0.9
     xt = torch.from_numpy(images[:, None])
@@ -90,7 +90,7 @@ def test_auto_detector_round_trips_with_its_score(
     det, images, _ = digits_detector
     det.save(tmp_path / "det.safetensors")
     back = VAEDetector.load(tmp_path / "det.safetensors")
-    assert back.score == "auto" and back.score_ == "smooth-error"
+    assert back.scoring == "auto" and back.score_ == "smooth-error"
     assert np.array_equal(back.decision_function(images), det.decision_function(images))
 
 
@@ -103,7 +103,7 @@ def test_auto_on_tables_and_encoder_only_models() -> None:
 
 def test_smooth_error_on_a_table_is_refused_before_training() -> None:
     x, _ = planted()
-    det = VAEDetector(score="smooth-error", **FAST)
+    det = VAEDetector(scoring="smooth-error", **FAST)
     with pytest.raises(ValueError, match="needs images"):
         det.fit(x)
     assert not hasattr(det, "history_")  # refused before any epoch ran

@@ -4,7 +4,7 @@ parts (`contributions`), scores from a trained run's own splits (`run_scores`) a
 (`plots`)."""
 
 from vaekit.anomaly.contributions import feature_contributions
-from vaekit.anomaly.estimator import VAEDetector
+from vaekit.anomaly.estimator import EXPECTED_FAILED_CHECKS, VAEDetector
 from vaekit.anomaly.run_scores import run_reference, run_threshold
 from vaekit.anomaly.scores import (
     FEATURE_SCORES,
@@ -23,6 +23,7 @@ from vaekit.anomaly.scores import (
 )
 
 __all__ = [
+    "EXPECTED_FAILED_CHECKS",
     "FEATURE_SCORES",
     "IMAGE_SCORES",
     "SCORES",

@@ -1,6 +1,7 @@
 """What `VAEDetector` accepts: its parameters (`check_params`) and its data (`as_array`: an
 array, tensor, DataFrame or source path to float32 (n, *event_shape), with a one-line error for
-what cannot be scored; `warn_if_flat_images` for tables that look like flattened images)."""
+what cannot be scored; `model_space`: new data checked against the fit; `warn_if_flat_images`
+for tables that look like flattened images)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,14 @@ def check_params(det: Any) -> None:
     c = det.contamination
     if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c <= 0.5:
         raise ValueError(f"contamination must be in (0, 0.5], got {c!r}")
-    if det.score != "auto":
-        check_score(det.score)
+    if det.scoring != "auto":
+        check_score(det.scoring)
     if det.objective not in ("elbo", "infomax"):
         raise ValueError(f"objective must be elbo or infomax, got {det.objective!r}")
-    if det.objective == "infomax" and det.score not in ("auto", *FEATURE_SCORES):
+    if det.objective == "infomax" and det.scoring not in ("auto", *FEATURE_SCORES):
         raise ValueError(
             f"objective='infomax' trains an encoder-only model, which has no decoder for "
-            f"score={det.score!r}; use score='latent-knn'"
+            f"scoring={det.scoring!r}; use scoring='latent-knn'"
         )
     k = det.neighbors
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -124,3 +125,30 @@ def as_array(X: Any, name: str) -> tuple[np.ndarray, str]:
     if x.ndim == 3:
         x = x[:, None]
     return x, "tabular" if x.ndim == 2 else "image"
+
+
+def model_space(det: Any, X: Any) -> torch.Tensor:
+    """New data for the fitted detector `det`: X read by `as_array`, checked against the
+    training data's shape (flat rows of the right size are reshaped) and the likelihood's
+    support, in model space (det's preprocessing): (n, *event_shape)."""
+    x, _ = as_array(X, "X")
+    if tuple(x.shape[1:]) != det.event_shape_:
+        if x.ndim == 2 and len(det.event_shape_) == 1:
+            raise ValueError(
+                f"X has {x.shape[1]} features, but VAEDetector is expecting "
+                f"{det.event_shape_[0]} features as input; give the columns of the "
+                "training data, in the same order"
+            )
+        if math.prod(x.shape[1:]) != det.n_features_in_:
+            raise ValueError(
+                f"X has examples of shape {tuple(x.shape[1:])} but the detector was "
+                f"fitted on {det.event_shape_}; give data like the training data"
+            )
+        x = x.reshape(len(x), *det.event_shape_)
+    xt = torch.from_numpy(det.preprocessor_.transform(x))
+    if det.model_.likelihood is not None:  # an encoder-only model has none
+        try:
+            det.model_.likelihood.check_support(xt)
+        except ValueError as e:
+            raise ValueError(f"X: {e}") from None
+    return xt

@@ -1,7 +1,9 @@
 """A `VAEDetector`'s file: one safetensors file (format `FORMAT`) holding the VAE's weights, the
 training scores and latent-knn's reference codes as tensors, and the parameters, model config,
 preprocessing, threshold and training precision as JSON in its header. Older files (without
-reference codes, or without the precision) still load."""
+reference codes, or without the precision) still load. The parameter `scoring` is stored under
+its old name "score", so files keep one format across the rename (old releases read new files,
+and new ones old files)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ def save_detector(det: Any, path: str | Path) -> None:
     tensors["reference"] = det.reference_.contiguous()
     meta = {
         "format": FORMAT,
-        "params": _jsonable(det.get_params()),
+        "params": _jsonable(_renamed(det.get_params(), "scoring", "score")),
         "model": to_dict(det.model_.config),
         "preprocessor": det.preprocessor_.to_dict(),
         "kind": det.kind_,
@@ -49,7 +51,7 @@ def load_detector(cls: Any, path: str | Path) -> Any:
             f"{path}: not a vaekit anomaly detector file (format {meta.get('format')!r})"
         )
     try:
-        params = dict(meta["params"])
+        params = _renamed(dict(meta["params"]), "score", "scoring")
         known = cls().get_params()
         unknown = sorted(set(params) - set(known))
         if unknown:
@@ -75,9 +77,14 @@ def load_detector(cls: Any, path: str | Path) -> Any:
     det.decision_scores_ = tensors["decision_scores"].double().numpy()
     if "reference" in tensors:  # files saved before latent-knn have none
         det.reference_ = tensors["reference"].float()
-    det.score_ = resolve_score(det.score, model)
+    det.score_ = resolve_score(det.scoring, model)
     det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int64)
     return det
+
+
+def _renamed(params: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """params with the key `old` renamed `new` (where it is there)."""
+    return {new if k == old else k: v for k, v in params.items()}
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -25,10 +25,11 @@ from a trained run's own splits. All score functions take a `vaekit.core.model.V
 seeded (the caller's RNG state is untouched) and take precision="bf16" to run the networks in
 bfloat16. The Monte Carlo scores (elbo, iwae, recon-prob) draw common random numbers
 (`vaekit.core.posterior.CommonNoise`): the l-th draw z_l = mean + std * eps_l uses the same
-eps_l for every row, so a row's score depends on the row and the seed alone (not on the batch
-it is scored in, its position or the batch size), and rows are ranked on the same draws. The
-detector over them is `vaekit.anomaly.VAEDetector`; `default_score` says which score it takes
-unless told.
+eps_l for every row, and every block of rows is padded to `batch_size` rows (`full_block`), so
+the networks see one shape: a row's score depends on the row, the seed and batch_size alone (not
+on the other rows of the call, its position or their number), to the last bit, and rows are
+ranked on the same draws. The detector over them is `vaekit.anomaly.VAEDetector`;
+`default_score` says which score it takes unless told.
 
 Why smooth the residual (smooth-error). A digit the model knows is reconstructed with its
 strokes a little off: the residual x - x_hat is thin pairs of + and - along the edges, which a
@@ -76,8 +77,9 @@ def _batched(
     seed: int,
     decodes: bool = True,
 ) -> torch.Tensor:
-    """Run `per_batch` over x in batches: checked input, eval mode, no_grad, seeded, precision.
-    Batches go to the model's device and results come back to the CPU."""
+    """Run `per_batch` over x in blocks of `batch_size` rows (the last one padded,
+    `full_block`): checked input, eval mode, no_grad, seeded, precision. Blocks go to the
+    model's device and results come back to the CPU."""
     if getattr(model.config, "conditional", False):
         raise ValueError(
             "anomaly scores need a model that does not observe labels y (this one is "
@@ -102,9 +104,22 @@ def _batched(
             common_noise(model, seed),  # a row's score does not depend on its batch
         ):
             torch.manual_seed(seed)
-            return torch.cat([per_batch(xb.to(device)).cpu() for xb in x.split(batch_size)])
+            return torch.cat(
+                [per_batch(full_block(xb, batch_size).to(device))[: len(xb)].cpu()
+                 for xb in x.split(batch_size)]
+            )
     finally:
         model.train(was_training)
+
+
+def full_block(xb: torch.Tensor, size: int) -> torch.Tensor:
+    """xb (b <= size rows) padded to `size` rows with copies of its first row (valid input).
+    Every block then has one shape, so the networks and reductions run the same kernels for a
+    row whatever rows share its call: float32 results that depend on the batch shape (a row
+    alone and in a batch of 20 can differ in the last bits) cannot differ."""
+    if len(xb) == size:
+        return xb
+    return torch.cat([xb, xb[:1].expand(size - len(xb), *xb.shape[1:])])
 
 
 def check_samples(samples: int) -> None:
@@ -149,7 +164,7 @@ def neg_log_likelihood(
         model,
         x,
         lambda xb: -log_likelihood(model, xb, k, batch_size=batch_size),
-        batch_size=max(batch_size, 1024),
+        batch_size=batch_size,
         precision=precision,
         seed=seed,
     )
@@ -251,7 +266,7 @@ def smoothed_error(
 
 
 def default_score(model: VAE) -> str:
-    """The score `VAEDetector(score="auto")` and `vaekit score` take unless told: the one that
+    """The score `VAEDetector(scoring="auto")` and `vaekit score` take unless told: the one that
     wins on this kind of data in the benchmarks: smooth-error for images, elbo for tables,
     latent-knn for an encoder-only model (the only one it has). Figures: the docs' anomaly
     benchmark page."""

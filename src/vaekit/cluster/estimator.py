@@ -79,6 +79,9 @@ __all__ = [
     "responsibilities",
 ]
 
+# scikit-learn's checks that VAEClusterer fails by design (pass this as check_estimator's
+# `expected_failed_checks`): each assigns n_clusters=1 itself before fitting (scikit-learn gives
+# an estimator no way to choose a check's parameters), and one cluster is refused.
 ONE_CLUSTER = "sets n_clusters=1, which VAEClusterer refuses: one cluster is no clustering"
 EXPECTED_FAILED_CHECKS = {
     "check_dont_overwrite_parameters": ONE_CLUSTER,
@@ -138,12 +141,15 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     VAE), init_restarts_ (per-restart criteria of the initial clustering), reseeded_ (clusters
     re-seeded), n_features_in_.
 
+    predict, predict_proba and transform evaluate fixed-shape blocks (`recipe.blocks`): a row's
+    answer does not depend on the rows it is given with, to the last bit.
+
     scikit-learn's check_estimator passes except for the checks in `EXPECTED_FAILED_CHECKS`
     (pass it as check_estimator's `expected_failed_checks`, scikit-learn's own mechanism since
     1.6; its tags have no field for this): check_dont_overwrite_parameters,
     check_fit2d_predict1d, check_methods_subset_invariance and check_fit2d_1feature set
     n_clusters=1, which this estimator refuses (one cluster is no clustering). The properties
-    they check hold with n_clusters=2 (tests/test_cluster.py runs them so).
+    they check hold with n_clusters=2 (tests/cluster/test_cluster.py runs them so).
     """
 
     def __init__(
@@ -369,7 +375,8 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     # --- results ------------------------------------------------------------------------------
 
     def _proba_model(self, xt: torch.Tensor) -> np.ndarray:
-        p = responsibilities(self.model_, xt).numpy()
+        # fixed-shape blocks: a row's prediction does not depend on the rows predicted with it
+        p = responsibilities(self.model_, xt, fixed=True).numpy()
         return p / p.sum(1, keepdims=True)  # float64 rows summing to 1 to rounding
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -382,7 +389,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         """Latent means of q(z|x): (n, latent) float64."""
-        return codes(self.model_, self._prepare(X))[0]
+        return codes(self.model_, self._prepare(X), fixed=True)[0]
 
     def score(self, X: Any, y: Any = None) -> float:
         """The opposite of the training objective's value on X, nats per example (higher is

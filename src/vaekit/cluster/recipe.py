@@ -108,15 +108,31 @@ def _train(
     model.cpu()
 
 
+def blocks(x: torch.Tensor, size: int, fixed: bool) -> list[tuple[torch.Tensor, int]]:
+    """x in blocks of `size` rows, as (block, rows of x in it). fixed: every block padded to
+    `size` rows with copies of its first row, so the networks see one shape and a row's result
+    does not depend on the rows evaluated with it, to the last bit (float32 kernels chosen by
+    the batch shape round differently); the estimator's predictions use it."""
+    out = []
+    for xb in x.split(size):
+        n = len(xb)
+        if fixed and n < size:
+            xb = torch.cat([xb, xb[:1].expand(size - n, *xb.shape[1:])])
+        out.append((xb, n))
+    return out
+
+
 @torch.no_grad()
-def codes(model: VAE, x: torch.Tensor, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior means and variances, each (n, latent) float64."""
+def codes(
+    model: VAE, x: torch.Tensor, batch_size: int = 1024, *, fixed: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means and variances, each (n, latent) float64 (fixed: see `blocks`)."""
     model.eval()
     means, variances = [], []
-    for xb in x.split(batch_size):
+    for xb, n in blocks(x, batch_size, fixed):
         q = model.posterior(xb)
-        means.append(q.mean)
-        variances.append(q.logvar.exp())
+        means.append(q.mean[:n])
+        variances.append(q.logvar[:n].exp())
     return torch.cat(means).double().numpy(), torch.cat(variances).double().numpy()
 
 
@@ -221,10 +237,15 @@ def joint(
 
 
 @torch.no_grad()
-def responsibilities(model: VAE, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """q(y|x): (n, K), rows summing to 1."""
+def responsibilities(
+    model: VAE, x: torch.Tensor, batch_size: int = 1024, *, fixed: bool = False
+) -> torch.Tensor:
+    """q(y|x): (n, K), rows summing to 1 (fixed: see `blocks`)."""
     model.eval()
-    out = [model.prior.class_log_posterior(model.posterior(xb)).exp() for xb in x.split(batch_size)]
+    out = [
+        model.prior.class_log_posterior(model.posterior(xb)).exp()[:n]
+        for xb, n in blocks(x, batch_size, fixed)
+    ]
     return torch.cat(out).double()
 
 
