@@ -67,7 +67,7 @@ LABELS = {
     "pyod": "PyOD VAE, defaults",
     "pyod-tuned": "PyOD VAE, latent 16, 50 epochs",
     "pyod-matched": "PyOD VAE, vaekit's network/epochs/batch",
-    "infomax": "vaekit VAEDetector(objective='infomax', score='latent-knn'), encoder only",
+    "infomax": "vaekit VAEDetector(objective='infomax', scoring='latent-knn'), encoder only",
 }
 
 # --------------------------------------------------------------------------------------- arms
@@ -103,11 +103,11 @@ def arm_vaekit(x_train: np.ndarray, x_test: np.ndarray, shape: tuple | None, see
 
 def arm_infomax(x_train: np.ndarray, x_test: np.ndarray, shape: tuple | None, seed: int,
                 opts: argparse.Namespace) -> dict[str, Any]:
-    """VAEDetector(objective="infomax", score="latent-knn"): an encoder-only model (no
+    """VAEDetector(objective="infomax", scoring="latent-knn"): an encoder-only model (no
     decoder), scored by the k-NN distance between posterior means; otherwise its defaults."""
     from vaekit.anomaly import VAEDetector
 
-    det = VAEDetector(score="latent-knn", objective="infomax", random_state=seed)
+    det = VAEDetector(scoring="latent-knn", objective="infomax", random_state=seed)
     s, _, fit_s, score_s = fit_and_score(det, x_train, x_test, shape, opts)
     return {"fit_s": fit_s, "score_s": score_s, "scores": {"score": s}}
 
@@ -316,7 +316,7 @@ def speed_lines(rows: list[dict], tables: bool) -> list[str]:
 
 def markdown(result: dict, meta: dict) -> str:
     s, rows = result["summary"], result["rows"]
-    # the score VAEDetector(score="auto") took on these data (it depends on their kind)
+    # the score VAEDetector(scoring="auto") took on these data (it depends on their kind)
     default = next((r["default_score"] for r in rows if "default_score" in r), "")
     meta["vaekit_default_score"] = default or meta["vaekit_default_score"]
     tables = "breast-cancer" in result["data"]
