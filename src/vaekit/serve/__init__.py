@@ -1,8 +1,10 @@
 """`vaekit serve`: a live latent-space explorer in the browser for a trained run.
 
 `create_app(run_dir)` builds the FastAPI app (the page and its JSON API); the `vaekit serve`
-command runs it with uvicorn, bound to loopback unless asked otherwise. FastAPI is an optional
-dependency (`pip install 'vaekit[serve]'`), so nothing here is imported by `import vaekit`.
+command runs it with `vaekit.serve.server.serve` (uvicorn with deadlines on slow clients and a
+cap on connections), bound to loopback unless asked otherwise, and with a token off loopback.
+FastAPI is an optional dependency (`pip install 'vaekit[serve]'`), so nothing here is imported
+by `import vaekit`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The explorer's JSON API under /api: what the run is, decoding (a point, prior samples, the
 2-D manifold) and encoding (an input, the line between two inputs, the test split's scatter).
 
-Each endpoint's work is a function of the `Explorer` and the validated request; `add_api`
-registers them on the app, in the order the OpenAPI page lists them.
+Each endpoint's work is a function of the `Explorer` and the validated request, run in the
+bounded `WorkPool` (the event loop only parses, checks and answers); `add_api` registers them
+on the app, in the order the API page lists them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from fastapi import FastAPI, HTTPException
 
 from vaekit.serve.explorer import Explorer, png
+from vaekit.serve.pool import WorkPool
 from vaekit.serve.schema import (
     MAX_UPLOAD_BYTES,
     DecodeRequest,
@@ -24,36 +26,36 @@ from vaekit.serve.schema import (
 from vaekit.viz import as_images, manifold_latents
 
 
-def add_api(app: FastAPI, ex: Explorer) -> None:
-    """The /api endpoints of `app`, over the run `ex` holds."""
+def add_api(app: FastAPI, ex: Explorer, pool: WorkPool) -> None:
+    """The /api endpoints of `app`, over the run `ex` holds; the model work runs in `pool`."""
 
     @app.get("/api/info", summary="What the run is: latent size, shapes, classes, data")
-    def info() -> dict[str, Any]:
+    async def info() -> dict[str, Any]:
         return run_info(ex)
 
     @app.post("/api/decode", summary="Decode one latent point (E[x|z], E[x|z,y])")
-    def decode(req: DecodeRequest) -> dict[str, Any]:
-        return decode_point(ex, req)
+    async def decode(req: DecodeRequest) -> dict[str, Any]:
+        return await pool.run(decode_point, ex, req)
 
     @app.post("/api/encode", summary="Encode a data row or an uploaded image")
-    def encode(req: EncodeRequest) -> dict[str, Any]:
-        return encode_input(ex, req)
+    async def encode(req: EncodeRequest) -> dict[str, Any]:
+        return await pool.run(encode_input, ex, req)
 
     @app.post("/api/sample", summary="Draw from the prior (p(z|y) for a class or cluster)")
-    def sample(req: SampleRequest) -> dict[str, Any]:
-        return sample_prior(ex, req)
+    async def sample(req: SampleRequest) -> dict[str, Any]:
+        return await pool.run(sample_prior, ex, req)
 
     @app.post("/api/interpolate", summary="Encode two inputs and decode the line between them")
-    def interpolate(req: InterpolateRequest) -> dict[str, Any]:
-        return interpolate_inputs(ex, req)
+    async def interpolate(req: InterpolateRequest) -> dict[str, Any]:
+        return await pool.run(interpolate_inputs, ex, req)
 
     @app.get("/api/scatter", summary="The run's test split encoded, projected to 2-D")
-    def scatter() -> dict[str, Any]:
-        return ex.scatter()
+    async def scatter() -> dict[str, Any]:
+        return await pool.run(ex.scatter)
 
     @app.get("/api/manifold", summary="The 2-D manifold: decodes of an n x n quantile grid")
-    def manifold(n: int = 15, y: int | None = None) -> dict[str, Any]:
-        return manifold_grid(ex, n, y)
+    async def manifold(n: int = 15, y: int | None = None) -> dict[str, Any]:
+        return await pool.run(manifold_grid, ex, n, y)
 
 
 # --- the run ---------------------------------------------------------------------------------

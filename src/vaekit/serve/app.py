@@ -3,98 +3,75 @@
 Every input is validated (pydantic models, then the model's own checks) and every mistake is a
 4xx with a one-line `detail`, never a 500. The app only reads: the run directory (safetensors
 weights and JSON, never a pickle) and the run's data source; no endpoint writes a file.
-This module is the HTTP shell: the Host and body-size checks, the error handlers, the page and
-its static files; the endpoints are in `vaekit.serve.api`, the loaded run in
-`vaekit.serve.explorer`, the request bodies and their limits in `vaekit.serve.schema`.
+This module is the HTTP shell: the error handlers, the page, its static files and the API page;
+the checks before a request is read (Host, Origin, token, body size) are in
+`vaekit.serve.guard`, the endpoints in `vaekit.serve.api`, the bounded pool they run in in
+`vaekit.serve.pool`, the loaded run in `vaekit.serve.explorer`, the request bodies and their
+limits in `vaekit.serve.schema`, and the server (deadlines, connection cap) in
+`vaekit.serve.server`.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from vaekit.serve.api import add_api
+from vaekit.serve.apidocs import docs_page
 from vaekit.serve.explorer import Explorer
+from vaekit.serve.guard import Guard, host_name
+from vaekit.serve.pool import WorkPool
 from vaekit.serve.schema import MAX_BODY_BYTES, MAX_UPLOAD_BYTES
+from vaekit.serve.server import is_loopback
 
 STATIC = Path(__file__).with_name("static")
 
 
 def create_app(
-    run_dir: str | Path, *, device: str = "cpu", allowed_hosts: list[str] | None = None
+    run_dir: str | Path,
+    *,
+    device: str = "cpu",
+    allowed_hosts: list[str] | None = None,
+    token: str | None = None,
+    pool: WorkPool | None = None,
 ) -> FastAPI:
     """The explorer for the run in `run_dir`: the page at /, the JSON API under /api.
 
     allowed_hosts: Host header values to accept (None: any). `vaekit serve` on loopback passes
     the loopback names, so a web page elsewhere cannot reach the server by DNS rebinding.
+    token: a secret every request but the page's own files must carry (None: none needed).
+    pool: where the model work runs (default: `WorkPool()`, 2 threads, 64 requests at most).
     """
     ex = Explorer(run_dir, device=device)
+    work = pool or WorkPool()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        work.close()
+
     app = FastAPI(
         title="vaekit explorer",
         description=f"Move through the latent space of the run in {ex.run.path}.",
         version="1",
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN; add_page serves our own
+        redoc_url=None,
+        lifespan=lifespan,
     )
-    add_guard(app, None if allowed_hosts is None else {h.lower() for h in allowed_hosts})
+    hosts = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
+    app.add_middleware(Guard, hosts=hosts, token=token)
     add_error_handlers(app)
     add_page(app)
-    add_api(app, ex)
+    add_api(app, ex, work)
     app.state.explorer = ex
+    app.state.pool = work
     return app
-
-
-# --- checks before a request is read ---------------------------------------------------------
-
-
-def add_guard(app: FastAPI, hosts: set[str] | None) -> None:
-    """Refuse a request whose Host is not in `hosts` (None: any), and a POST whose body is
-    missing its length or too large, before the body is read."""
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Any:
-        if hosts is not None and host_name(request.headers.get("host", "")) not in hosts:
-            return JSONResponse(
-                {"detail": "unexpected Host header; open the address vaekit serve printed"},
-                status_code=400,
-            )
-        # Refuse an oversized body before reading it; h11 holds a body to its Content-Length.
-        if request.method == "POST":
-            length = request.headers.get("content-length")
-            if length is None:
-                return JSONResponse({"detail": "send a Content-Length header"}, status_code=411)
-            if not length.isdigit():
-                return JSONResponse({"detail": "Content-Length is not a number"}, status_code=400)
-            if int(length) > MAX_BODY_BYTES:
-                return JSONResponse(
-                    {"detail": f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}"},
-                    status_code=413,
-                )
-        return await call_next(request)
-
-
-def host_name(header: str) -> str:
-    """The name in a Host header, port dropped: "127.0.0.1:8000" -> "127.0.0.1", "[::1]:80" ->
-    "::1" (starlette's TrustedHostMiddleware cuts an IPv6 address at its first colon)."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1 : header.find("]")] if "]" in header else header
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding to `host` keeps the server to this machine."""
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 # --- errors as one-line 422s -----------------------------------------------------------------
@@ -137,17 +114,24 @@ def _validation_detail(exc: RequestValidationError) -> str:
 
 
 def add_page(app: FastAPI) -> None:
-    """The page at /, its files under /static (from the package, no CDN), and no favicon."""
+    """The page at /, its files under /static and the API page at /docs, all from the package
+    (no CDN), and no favicon."""
+    page_html = (STATIC / "index.html").read_bytes()
 
     @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
+    async def page() -> Response:
+        return Response(page_html, media_type="text/html; charset=utf-8")
+
+    @app.get("/docs", include_in_schema=False)
+    async def api_docs(request: Request) -> HTMLResponse:
+        token = request.query_params.get("token")
+        return HTMLResponse(docs_page(app.openapi(), f"?token={token}" if token else ""))
 
     @app.get("/favicon.ico", include_in_schema=False)
-    def favicon() -> Response:
+    async def favicon() -> Response:
         return Response(status_code=204)  # no icon; say so rather than 404 in the console
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
-__all__ = ["MAX_UPLOAD_BYTES", "create_app", "is_loopback"]
+__all__ = ["MAX_BODY_BYTES", "MAX_UPLOAD_BYTES", "create_app", "host_name", "is_loopback"]

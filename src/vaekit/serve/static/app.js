@@ -6,6 +6,9 @@
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
     "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
   const $ = (id) => document.getElementById(id);
+  // A server bound off loopback wants the token from the URL it printed (?token=...) on every
+  // API request; on loopback there is none.
+  const TOKEN = new URLSearchParams(window.location.search).get("token") || "";
 
   const state = {
     info: null, z: [], y: null,
@@ -20,8 +23,10 @@
   }
 
   async function api(path, body) {
-    const init = body === undefined ? {} : {
-      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
+    const headers = TOKEN ? {"Authorization": `Bearer ${TOKEN}`} : {};
+    const init = body === undefined ? {headers} : {
+      method: "POST", headers: {...headers, "Content-Type": "application/json"},
+      body: JSON.stringify(body),
     };
     const response = await fetch(path, init);
     const data = await response.json().catch(() => ({}));
@@ -344,6 +349,7 @@
   // --- start ------------------------------------------------------------------------------------
 
   async function start() {
+    if (TOKEN) $("api-link").href = `/docs?token=${encodeURIComponent(TOKEN)}`;
     try { state.info = await api("/api/info"); } catch (e) { report(e.message); return; }
     const info = state.info;
     const shape = info.image_shape ? info.image_shape.join("x") : info.event_shape.join("x");
