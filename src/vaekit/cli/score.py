@@ -24,7 +24,7 @@ EPILOG = """examples:
 
 scores (each per input; higher = more abnormal):
   auto         the default: smooth-error for images, elbo for tables, latent-knn for an
-               encoder-only run (the scores that win in benchmarks/results/anomaly_*.md)
+               encoder-only run (the scores that win on such data: the docs' anomaly benchmarks)
   recon-error  squared error of the decoded posterior mean (data units as the model sees them)
   smooth-error squared error of the residual smoothed by a Gaussian of std side/28 pixels
                (images only): stroke-sized blobs count, edge noise averages away
