@@ -10,6 +10,15 @@ Wall time of each arm is measured in the same process, one thread per process.
     python benchmarks/bench_cluster.py --data mnist --seeds 0,1,2 --out-dir /tmp/a   # parts run
     python benchmarks/bench_cluster.py --data mnist --seeds 3,4 --out-dir /tmp/b     # side by
     python benchmarks/bench_cluster.py --merge /tmp/a/cluster_mnist.json /tmp/b/cluster_mnist.json
+    python benchmarks/bench_cluster.py --robustness --seeds 0,1,2   # cluster_robustness.{md,json}
+    python benchmarks/bench_cluster.py --robustness --report-only   # the table from the rows kept
+
+--robustness: the study of issue 28, point 2 (cluster_sets.py): validation sets beyond MNIST
+(the digits, MNIST subsets of 2,000 and 4,000 rows, inverted, rotated and elastically distorted
+MNIST-4000; --sets), VAEClusterer with its defaults scored after each stage with label-free
+figures beside, against k-means, PCA + GMM and PCA + t-SNE + GMM, and label-free rules for
+choosing among its clusterings evaluated offline. Rows are appended to --rows after each set
+and seed (a rerun resumes), arrays of each unit go to --arrays.
 
 digits: scikit-learn's 1,797 8x8 digits / 16. mnist: the 10,000 MNIST test-set images / 255
 (../shared/data/mnist), all of them clustered. Networks: MLP 784-512-256 (64-512-256 on the
@@ -169,6 +178,25 @@ def summarise(data: str, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+ROBUST_DIR = Path("/tmp/vaekit_cluster_robustness")
+
+
+def robustness(a: argparse.Namespace) -> int:
+    """The robustness study (cluster_sets.py): run the missing (set, seed) units, then write
+    cluster_robustness.{md,json} from every row in --rows."""
+    import cluster_sets as cs
+
+    torch.set_num_threads(a.threads)
+    if not a.report_only:
+        cs.run_study(a.sets.split(","), [int(s) for s in a.seeds.split(",")], a.rows, a.arrays,
+                     json.loads(a.vaekit_params))
+    rows = cs.read_rows(a.rows)
+    command = " ".join(["benchmarks/bench_cluster.py", *sys.argv[1:]])
+    md, data = cs.report(rows, a.arrays)
+    bc.write_result(a.out_dir / "cluster_robustness", md, {"command": command, **data})
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", choices=["digits", "mnist"], default="digits")
@@ -181,8 +209,23 @@ def main() -> int:
     p.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
                    help="merge the rows of these result files (parts of one benchmark run "
                    "side by side, e.g. --seeds 0,1,2 and 3,4) and write the results")
+    p.add_argument("--robustness", action="store_true",
+                   help="the robustness study over --sets (results cluster_robustness)")
+    p.add_argument("--sets", default="digits,mnist2000,rotated,elastic,inverted,mnist4000",
+                   help="--robustness: comma list of cluster_sets.SETS")
+    p.add_argument("--rows", type=Path, default=ROBUST_DIR / "rows.jsonl",
+                   help="--robustness: JSON-lines file the rows are appended to [%(default)s]")
+    p.add_argument("--arrays", type=Path, default=ROBUST_DIR / "arrays",
+                   help="--robustness: where each unit's labels and codes go [%(default)s]")
+    p.add_argument("--vaekit-params", default="{}", metavar="JSON",
+                   help="--robustness: a variant, VAEClusterer(**JSON) (no baselines; its rows "
+                   "are reported beside the defaults'), e.g. '{\"init_space\": \"input\"}'")
+    p.add_argument("--report-only", action="store_true",
+                   help="--robustness: write the results from --rows without running")
     bc.add_out_dir(p)
     a = p.parse_args()
+    if a.robustness:
+        return robustness(a)
     if a.merge:
         parts = [json.loads(f.read_text()) for f in a.merge]
         rows = [r for part in parts for r in part["rows"]]
