@@ -20,6 +20,7 @@ The rules (README, "Several processes and machines"):
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 from dataclasses import dataclass
@@ -155,5 +156,10 @@ def start(device: torch.device) -> bool:
 
 
 def stop(started: bool) -> None:
+    """Leave the process group this process started: every rank waits for the others first
+    (rank 0 evaluates and draws after training while the rest are done), so no rank tears its
+    connections down under another's feet; a rank that is gone already is not waited for."""
     if started and dist.is_initialized():
+        with contextlib.suppress(RuntimeError):
+            dist.barrier()
         dist.destroy_process_group()
