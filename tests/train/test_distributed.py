@@ -98,6 +98,7 @@ def _fit_recording(rank: int, world: int, store: str, out: str, epochs: int, res
     save_file(model.state_dict(), str(Path(out, f"weights_{tag}_{epochs}.safetensors")))
     Path(out, f"history_{tag}_{epochs}.json").write_text(json.dumps(history))
     if world:
+        dist.barrier()  # leave together, as vaekit.train.distributed.stop does
         dist.destroy_process_group()
 
 
@@ -276,6 +277,7 @@ def _early_stopping_worker(rank: int, store: str, out: str) -> None:
     cfg = TrainConfig(epochs=20, batch_size=128, seed=1, patience=2)
     history = train.fit(model, splits.train.x[:256], splits.val.x[:20], cfg, progress=False)
     Path(out, f"epochs_rank{rank}").write_text(str(len(history)))
+    dist.barrier()  # leave together, as vaekit.train.distributed.stop does
     dist.destroy_process_group()
 
 
