@@ -29,7 +29,6 @@ benchmark page):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +38,14 @@ import torch
 from vaekit.core.model import VAE
 from vaekit.train import distributed
 from vaekit.train.config import TrainConfig
+from vaekit.train.stages import (  # re-exported: the recipe's names
+    blocks,  # noqa: F401
+    codes,
+    responsibilities,
+    stage_epochs,  # noqa: F401
+    train_stage,
+    with_changes,
+)
 
 # --- scores ------------------------------------------------------------------------------------
 
@@ -88,52 +95,7 @@ def pretrain(
 ) -> None:
     """Train `model` (a VAE with the normal prior) as an autoencoder, in place: beta = 0 through
     `vaekit.train.fit`. x: (n, *event_shape)."""
-    _train(model, x, with_changes(cfg, beta=0.0), verbose, device)
-
-
-def _train(
-    model: VAE,
-    x: torch.Tensor,
-    cfg: TrainConfig,
-    verbose: bool,
-    device: str,
-    labels: np.ndarray | None = None,
-) -> None:
-    """A stage's training on `device`; the model comes back to the CPU, where the recipe's
-    NumPy steps (codes, t-SNE, GMM, responsibilities) read it."""
-    from vaekit.train.loop import fit
-
-    y = None if labels is None else torch.from_numpy(labels)
-    fit(model, x, None, cfg, y_train=y, progress=verbose, device=device)
-    model.cpu()
-
-
-def blocks(x: torch.Tensor, size: int, fixed: bool) -> list[tuple[torch.Tensor, int]]:
-    """x in blocks of `size` rows, as (block, rows of x in it). fixed: every block padded to
-    `size` rows with copies of its first row, so the networks see one shape and a row's result
-    does not depend on the rows evaluated with it, to the last bit (float32 kernels chosen by
-    the batch shape round differently); the estimator's predictions use it."""
-    out = []
-    for xb in x.split(size):
-        n = len(xb)
-        if fixed and n < size:
-            xb = torch.cat([xb, xb[:1].expand(size - n, *xb.shape[1:])])
-        out.append((xb, n))
-    return out
-
-
-@torch.no_grad()
-def codes(
-    model: VAE, x: torch.Tensor, batch_size: int = 1024, *, fixed: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior means and variances, each (n, latent) float64 (fixed: see `blocks`)."""
-    model.eval()
-    means, variances = [], []
-    for xb, n in blocks(x, batch_size, fixed):
-        q = model.posterior(xb)
-        means.append(q.mean[:n])
-        variances.append(q.logvar[:n].exp())
-    return torch.cat(means).double().numpy(), torch.cat(variances).double().numpy()
+    train_stage(model, x, with_changes(cfg, beta=0.0), verbose, device)
 
 
 # 500 iterations: as accurate as 1000, in half the time (figures: the docs' clustering
@@ -226,27 +188,14 @@ def pull(
 ) -> None:
     """Train the clustering VAE with the initial labels observed (KL(q(z|x) || p(z|y)) for the
     given y), in place: each initial cluster becomes one Gaussian of the latent space."""
-    _train(model, x, cfg, verbose, device, labels)
+    train_stage(model, x, cfg, verbose, device, labels)
 
 
 def joint(
     model: VAE, x: torch.Tensor, cfg: TrainConfig, verbose: bool = False, device: str = "cpu"
 ) -> None:
     """Train the clustering VAE on its own objective (y inferred), in place."""
-    _train(model, x, cfg, verbose, device)
-
-
-@torch.no_grad()
-def responsibilities(
-    model: VAE, x: torch.Tensor, batch_size: int = 1024, *, fixed: bool = False
-) -> torch.Tensor:
-    """q(y|x): (n, K), rows summing to 1 (fixed: see `blocks`)."""
-    model.eval()
-    out = [
-        model.prior.class_log_posterior(model.posterior(xb)).exp()[:n]
-        for xb, n in blocks(x, batch_size, fixed)
-    ]
-    return torch.cat(out).double()
+    train_stage(model, x, cfg, verbose, device)
 
 
 @torch.no_grad()
@@ -368,12 +317,6 @@ def joint_stage(
     return epochs, reseeded
 
 
-def with_changes(cfg: TrainConfig, **changes: Any) -> TrainConfig:
-    import dataclasses
-
-    return dataclasses.replace(cfg, **changes)
-
-
 # Training lengths when left to the estimator: at least this many optimizer steps (and the
 # epoch counts below), so small data sets get as many updates as MNIST-sized ones.
 # The joint stage drifts from a good start, so its floor is short.
@@ -382,12 +325,6 @@ PRETRAIN_STEPS, PULL_STEPS, JOINT_STEPS = 400, 400, 80
 # (small inputs such as the 8x8 digits cluster better as they are, MNIST's as codes; figures:
 # the docs' clustering benchmark page).
 AUTO_INPUT_FEATURES = 256
-
-
-def stage_epochs(given: int | None, min_steps: int, min_epochs: int, steps_per_epoch: int) -> int:
-    if given is not None:
-        return int(given)
-    return max(min_epochs, math.ceil(min_steps / steps_per_epoch))
 
 
 def input_features(x: np.ndarray, seed: int) -> np.ndarray:

@@ -1,0 +1,88 @@
+"""Helpers for recipes that train one model in stages (the clusterer, the semi-supervised
+classifier): a stage is `vaekit.train.fit` with a changed `TrainConfig`, and between stages
+the recipe reads the codes on the CPU in fixed-shape blocks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit.core.model import VAE
+from vaekit.train.config import TrainConfig
+
+
+def with_changes(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    """A copy of `cfg` with some fields changed."""
+    return dataclasses.replace(cfg, **changes)
+
+
+def stage_epochs(given: int | None, min_steps: int, min_epochs: int, steps_per_epoch: int) -> int:
+    """A stage's epochs: `given`, or when None at least `min_epochs` and `min_steps` optimizer
+    steps (so small data sets get as many updates as MNIST-sized ones)."""
+    if given is not None:
+        return int(given)
+    return max(min_epochs, math.ceil(min_steps / steps_per_epoch))
+
+
+def train_stage(
+    model: VAE,
+    x: torch.Tensor,
+    cfg: TrainConfig,
+    verbose: bool,
+    device: str,
+    labels: np.ndarray | torch.Tensor | None = None,
+) -> None:
+    """One stage's training on `device` (labels: (n,) int64, observed y); the model comes back
+    to the CPU, where the recipe's NumPy steps (codes, t-SNE, GMM, responsibilities) read it."""
+    from vaekit.train.loop import fit
+
+    y = torch.as_tensor(labels) if labels is not None else None
+    fit(model, x, None, cfg, y_train=y, progress=verbose, device=device)
+    model.cpu()
+
+
+def blocks(x: torch.Tensor, size: int, fixed: bool) -> list[tuple[torch.Tensor, int]]:
+    """x in blocks of `size` rows, as (block, rows of x in it). fixed: every block padded to
+    `size` rows with copies of its first row, so the networks see one shape and a row's result
+    does not depend on the rows evaluated with it, to the last bit (float32 kernels chosen by
+    the batch shape round differently); estimators' predictions use it."""
+    out = []
+    for xb in x.split(size):
+        n = len(xb)
+        if fixed and n < size:
+            xb = torch.cat([xb, xb[:1].expand(size - n, *xb.shape[1:])])
+        out.append((xb, n))
+    return out
+
+
+@torch.no_grad()
+def codes(
+    model: VAE, x: torch.Tensor, batch_size: int = 1024, *, fixed: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means and variances, each (n, latent) float64 (fixed: see `blocks`)."""
+    model.eval()
+    means, variances = [], []
+    for xb, n in blocks(x, batch_size, fixed):
+        q = model.posterior(xb)
+        means.append(q.mean[:n])
+        variances.append(q.logvar[:n].exp())
+    return torch.cat(means).double().numpy(), torch.cat(variances).double().numpy()
+
+
+@torch.no_grad()
+def responsibilities(
+    model: VAE, x: torch.Tensor, batch_size: int = 1024, *, fixed: bool = False
+) -> torch.Tensor:
+    """q(y|x) of a model whose prior infers y (`class_log_posterior`): (n, K), rows summing to
+    1 (fixed: see `blocks`)."""
+    model.eval()
+    out = [
+        model.prior.class_log_posterior(model.posterior(xb)).exp()[:n]
+        for xb, n in blocks(x, batch_size, fixed)
+    ]
+    return torch.cat(out).double()
