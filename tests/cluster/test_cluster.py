@@ -114,20 +114,67 @@ def test_synthetic_mixture_is_recovered(fitted) -> None:
 
 
 def test_stage_lengths_give_small_data_enough_steps() -> None:
-    from vaekit.cluster.recipe import JOINT_STEPS, PRETRAIN_STEPS, PULL_STEPS
+    from vaekit.cluster.recipe import INPUT_PRETRAIN_STEPS, JOINT_STEPS, PRETRAIN_STEPS, PULL_STEPS
 
     est = VAEClusterer(10)
-    # MNIST-sized (40 steps an epoch): the minimum epochs bind, whatever the initial space
-    assert est.stage_lengths("codes", 40) == (50, 20, 10)
+    # MNIST-sized (40 steps an epoch): the minimum epochs bind, the pretraining's steps too
+    assert est.stage_lengths("codes", 40) == (PRETRAIN_STEPS // 40, 20, 10) == (50, 20, 10)
+    assert est.stage_lengths("pooled", 40) == (50, 20, 10)
     assert est.stage_lengths("input", 40) == (25, 20, 10)
     # digits-sized (8 steps an epoch): the minimum steps bind; an initial clustering on the
-    # inputs halves the pretraining, which then only starts the networks and the prior
-    pre, pull, joint = est.stage_lengths("codes", 8)
+    # inputs alone shortens the pretraining, which then only starts the networks and the prior
+    pre, pull, joint = est.stage_lengths("pooled", 8)
     assert (pre * 8, pull * 8, joint * 8) == (PRETRAIN_STEPS, PULL_STEPS, JOINT_STEPS)
-    assert est.stage_lengths("input", 8) == (pre // 2, pull, joint)
+    assert est.stage_lengths("codes", 8) == (pre, pull, joint)
+    assert est.stage_lengths("input", 8) == (max(25, INPUT_PRETRAIN_STEPS // 8), pull, joint)
     # given lengths are kept as given
     given = VAEClusterer(10, pretrain_epochs=3, pull_epochs=4, epochs=5)
     assert given.stage_lengths("input", 8) == (3, 4, 5)
+    assert given.stage_lengths("pooled", 8) == (3, 4, 5)
+
+
+def test_auto_init_space_pools_codes_and_inputs_for_wide_inputs() -> None:
+    from vaekit.cluster.recipe import AUTO_INPUT_FEATURES, resolve_space
+
+    assert resolve_space("auto", AUTO_INPUT_FEATURES) == "input"
+    assert resolve_space("auto", AUTO_INPUT_FEATURES + 1) == "pooled"
+    for space in ("codes", "input", "pooled"):
+        assert resolve_space(space, 8) == resolve_space(space, 784) == space
+    with pytest.raises(ValueError, match="init_space must be 'auto', 'pooled'"):
+        VAEClusterer(2, init_space="pixels").fit(np.random.rand(20, 3))
+
+
+def test_pooled_restarts_choose_the_partition_both_spaces_reproduce() -> None:
+    """Two spaces of the same points: one holds the clusters, the other is noise. Restarts on
+    the noise disagree with each other; the chosen restart is the one agreeing most with all
+    others (not the most likely), and it comes from the space with the clusters."""
+    from vaekit.cluster.recipe import agreement, initial_clustering
+
+    x, y = blobs_through_net(n_per=50, k=4, d=2)
+    noise = np.random.default_rng(0).uniform(size=(len(x), 2))
+    init = initial_clustering({"codes": noise, "input": x}, 4, method="gmm", n_init=4, seed=1)
+    assert [r["space"] for r in init.restarts] == ["codes"] * 4 + ["input"] * 4
+    assert len(init.candidates) == 8
+    ags = [r["agreement"] for r in init.restarts]
+    for r, lab in enumerate(init.candidates):
+        others = init.candidates[:r] + init.candidates[r + 1:]
+        assert ags[r] == pytest.approx(agreement(lab, others))
+    assert init.chosen == int(np.argmax(ags))
+    assert init.restarts[init.chosen]["space"] == "input"
+    assert hungarian_accuracy(y, init.labels) >= 0.95
+    np.testing.assert_array_equal(init.labels, init.candidates[init.chosen])
+
+
+def test_pooled_fit_records_each_restarts_space_and_the_final_agreement() -> None:
+    from vaekit.cluster.recipe import agreement
+
+    x, y = blobs_through_net(n_per=40)
+    est = VAEClusterer(4, random_state=0, init_space="pooled", **TINY).fit(x)
+    assert [r["space"] for r in est.init_restarts_] == ["codes"] * 3 + ["input"] * 3
+    assert set(est._init_embeddings) == {"codes", "input"}
+    assert est.final_agreement_ == pytest.approx(agreement(est.labels_, est._init_candidates))
+    np.testing.assert_array_equal(est.labels_, est.predict(x))  # labels_ is q(y|x)'s argmax
+    assert hungarian_accuracy(y, est.labels_) >= 0.9
 
 
 def test_outputs_and_fitted_attributes(fitted) -> None:
@@ -158,6 +205,8 @@ def test_save_load_round_trip(fitted, tmp_path: Path) -> None:
     np.testing.assert_allclose(back.predict_proba(x), est.predict_proba(x), atol=1e-12)
     np.testing.assert_array_equal(back.labels_, est.labels_)
     assert back.get_params() == est.get_params()
+    assert back.init_restarts_ == est.init_restarts_
+    assert back.final_agreement_ == est.final_agreement_
     # a file of another kind is refused with one line
     torch_file = tmp_path / "m.safetensors"
     est.model_.save(torch_file)

@@ -33,11 +33,12 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from vaekit.cluster.inputs import check_params, validate
 from vaekit.cluster.persist import load_clusterer, save_clusterer
 from vaekit.cluster.recipe import (  # the stages and scores, re-exported here
-    AUTO_INPUT_FEATURES,
+    INPUT_PRETRAIN_STEPS,
     JOINT_STEPS,
     PRETRAIN_STEPS,
     PULL_STEPS,
     InitResult,
+    agreement,
     clustering_scores,
     codes,
     embed,
@@ -52,6 +53,7 @@ from vaekit.cluster.recipe import (  # the stages and scores, re-exported here
     pull,
     pull_stage,
     reseed_empty,
+    resolve_space,
     responsibilities,
     small_clusters_message,
     stage_epochs,
@@ -113,14 +115,14 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         for images of at least 16x16 pixels and "mlp" otherwise; image_shape ((H, W) or
         (C, H, W)) reads flat rows as images.
     pretrain_epochs, pull_epochs, epochs: the three training stages (autoencoder; initial
-        labels observed; joint VaDE). None: at least 50 / 20 / 10 epochs and 400 / 400 / 80
-        optimizer steps, so small data sets still get enough updates; the pretraining is
-        halved when the initial clustering runs on the inputs (init_space).
+        labels observed; joint VaDE). None: at least 50 / 20 / 10 epochs and 2,000 / 400 /
+        80 optimizer steps, so small data sets still get enough updates (`stage_lengths`;
+        shorter pretraining when the initial clustering runs on the inputs alone).
     init: "tsne" (2-D t-SNE, then a full-covariance GMM) or "gmm" (a GMM on the features
-        directly). init_space: "codes", "input" (PCA to 50 dimensions when wider) or "auto"
-        (the inputs up to 256 features, else the codes). n_init: restarts of the initial GMM;
-        the winner is the restart with the highest log-likelihood of the embedding
-        (`init_restarts_` records each restart's criteria).
+        directly). init_space: "codes", "input" (PCA to 50 dimensions when wider), "pooled"
+        (the restarts of both) or "auto" ("input" up to 256 features, else "pooled").
+        n_init: GMM restarts per space; the winner agrees most (mean ARI) with the others
+        (`init_restarts_` records each restart's space and criteria).
     pull_beta: weight of the KL term while the initial labels are observed; joint_beta: its
         weight in the joint stage (None: pull_beta).
     batch_size, lr: Adam through vaekit.train.fit; joint_lr: the joint stage's rate (None:
@@ -138,8 +140,9 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     Fitted attributes: labels_ (n,), weights_ (K,), means_ (K, latent), covariances_ (K,
     latent) diagonal variances of p(z|y), n_iter_ (epochs trained, all stages), model_ (the
-    VAE), init_restarts_ (per-restart criteria of the initial clustering), reseeded_ (clusters
-    re-seeded), n_features_in_.
+    VAE), init_restarts_ (per-restart criteria of the initial clustering), init_chosen_,
+    init_labels_, final_agreement_ (mean ARI of labels_ with the initial restarts: the
+    final clustering's stability), reseeded_ (clusters re-seeded), n_features_in_.
 
     predict, predict_proba and transform evaluate fixed-shape blocks (`recipe.blocks`): a row's
     answer does not depend on the rows it is given with, to the last bit.
@@ -286,12 +289,8 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         return xt, networks
 
     def _init_space(self, event_shape: tuple[int, ...]) -> str:
-        """Where the initial clustering runs: init_space, with "auto" resolved ("input" up to
-        AUTO_INPUT_FEATURES features, else "codes")."""
-        space = self.init_space
-        if space == "auto":
-            space = "input" if math.prod(event_shape) <= AUTO_INPUT_FEATURES else "codes"
-        return space
+        """Where the initial clustering runs: init_space, "auto" resolved (`resolve_space`)."""
+        return resolve_space(self.init_space, math.prod(event_shape))
 
     def _joint_config(self, train: TrainConfig, epochs: int) -> TrainConfig | None:
         """The joint stage's training (None for 0 epochs): at joint_lr, by default a fifth of lr
@@ -312,22 +311,23 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.init_restarts_ = init.restarts
         self.init_chosen_ = init.chosen
         self.init_labels_ = init.labels
-        self._init_candidates = init.candidates  # for studies (benchmarks); not saved
+        self._init_candidates, self._init_embeddings = init.candidates, init.embeddings
         self.n_iter_ = n_iter
         self._set_mixture_attributes()
         self.labels_ = self._proba_model(xt).argmax(1)
+        # the final clustering's stability, beside init_restarts_[init_chosen_]["agreement"]
+        self.final_agreement_ = agreement(self.labels_, init.candidates)
 
     def stage_lengths(self, space: str, steps: int) -> tuple[int, int, int]:
         """Epochs of (pretraining, pull, joint) for `steps` optimizer steps per epoch, where the
-        initial clustering runs in `space` ("input" or "codes"): the parameters as given, or
-        (None) at least 50 / 20 / 10 epochs and PRETRAIN_STEPS / PULL_STEPS / JOINT_STEPS
-        steps."""
-        pre = stage_epochs(self.pretrain_epochs, PRETRAIN_STEPS, 50, steps)
-        if space == "input" and self.pretrain_epochs is None:
-            # The initial clusters come from the inputs; the autoencoder only starts the
-            # networks and the prior's moments: half its length does as well (it cannot be
-            # left out; figures: the docs' clustering benchmark page).
-            pre = max(1, pre // 2)
+        initial clustering runs in `space`: the parameters as given, or (None) at least
+        50 / 20 / 10 epochs and PRETRAIN_STEPS / PULL_STEPS / JOINT_STEPS steps; on the inputs
+        alone ("input") the autoencoder only starts the networks and the prior's moments,
+        and at least 25 epochs and INPUT_PRETRAIN_STEPS do as well."""
+        if space == "input":
+            pre = stage_epochs(self.pretrain_epochs, INPUT_PRETRAIN_STEPS, 25, steps)
+        else:
+            pre = stage_epochs(self.pretrain_epochs, PRETRAIN_STEPS, 50, steps)
         pull = stage_epochs(self.pull_epochs, PULL_STEPS, 20, steps)
         return pre, pull, stage_epochs(self.epochs, JOINT_STEPS, 10, steps)
 

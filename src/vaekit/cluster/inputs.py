@@ -45,9 +45,9 @@ def check_params(est: Any) -> None:
             raise ValueError(f"{_named(name)} must be an integer >= 1, got {v!r}")
     if est.init not in ("tsne", "gmm"):
         raise ValueError(f"init must be 'tsne' or 'gmm', got {est.init!r}")
-    if est.init_space not in ("auto", "input", "codes"):
+    if est.init_space not in ("auto", "pooled", "input", "codes"):
         raise ValueError(
-            f"init_space must be 'auto', 'input' or 'codes', got {est.init_space!r}"
+            f"init_space must be 'auto', 'pooled', 'input' or 'codes', got {est.init_space!r}"
         )
     if est.objective not in ("elbo", "infomax"):
         raise ValueError(f"objective must be 'elbo' or 'infomax', got {est.objective!r}")

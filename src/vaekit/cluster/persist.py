@@ -37,6 +37,7 @@ def save_clusterer(est: Any, path: str | Path) -> None:
         "reseeded": list(est.reseeded_),
         "init_restarts": est.init_restarts_,
         "init_chosen": est.init_chosen_,
+        "final_agreement": est.final_agreement_,
     }
     save_tensors(Path(path), tensors, meta)
 
@@ -64,6 +65,8 @@ def load_clusterer(cls: Any, path: str | Path) -> Any:
         est.reseeded_ = [int(c) for c in meta["reseeded"]]
         est.init_restarts_ = list(meta["init_restarts"])
         est.init_chosen_ = int(meta["init_chosen"])
+        if "final_agreement" in meta:  # files written before it was recorded lack it
+            est.final_agreement_ = float(meta["final_agreement"])
         est._shift = tensors["shift"].numpy()
         est._scale = tensors["scale"].numpy()
         est.labels_ = tensors["labels"].numpy()
