@@ -12,13 +12,17 @@ Wall time of each arm is measured in the same process, one thread per process.
     python benchmarks/bench_cluster.py --merge /tmp/a/cluster_mnist.json /tmp/b/cluster_mnist.json
     python benchmarks/bench_cluster.py --robustness --seeds 0,1,2   # cluster_robustness.{md,json}
     python benchmarks/bench_cluster.py --robustness --report-only   # the table from the rows kept
+    python benchmarks/bench_cluster.py --robustness --report-only --rows R --arrays A \
+        --name cluster_robustness_pooled --before benchmarks/results/cluster_robustness.json
 
 --robustness: the study of issue 28, point 2 (cluster_sets.py): validation sets beyond MNIST
 (the digits, MNIST subsets of 2,000 and 4,000 rows, inverted, rotated and elastically distorted
 MNIST-4000; --sets), VAEClusterer with its defaults scored after each stage with label-free
 figures beside, against k-means, PCA + GMM and PCA + t-SNE + GMM, and label-free rules for
 choosing among its clusterings evaluated offline. Rows are appended to --rows after each set
-and seed (a rerun resumes), arrays of each unit go to --arrays.
+and seed (a rerun resumes), arrays of each unit go to --arrays: give a fresh --rows and
+--arrays for a changed recipe, or its rows mix with the old. --before puts an earlier result
+file's vaekit figures and wall times beside these (the first table).
 
 digits: scikit-learn's 1,797 8x8 digits / 16. mnist: the 10,000 MNIST test-set images / 255
 (../shared/data/mnist), all of them clustered. Networks: MLP 784-512-256 (64-512-256 on the
@@ -192,8 +196,9 @@ def robustness(a: argparse.Namespace) -> int:
                      json.loads(a.vaekit_params))
     rows = cs.read_rows(a.rows)
     command = " ".join(["benchmarks/bench_cluster.py", *sys.argv[1:]])
-    md, data = cs.report(rows, a.arrays)
-    bc.write_result(a.out_dir / "cluster_robustness", md, {"command": command, **data})
+    before = json.loads(a.before.read_text())["rows"] if a.before else []
+    md, data = cs.report(rows, a.arrays, before)
+    bc.write_result(a.out_dir / a.name, md, {"command": command, **data})
     return 0
 
 
@@ -220,6 +225,12 @@ def main() -> int:
     p.add_argument("--vaekit-params", default="{}", metavar="JSON",
                    help="--robustness: a variant, VAEClusterer(**JSON) (no baselines; its rows "
                    "are reported beside the defaults'), e.g. '{\"init_space\": \"input\"}'")
+    p.add_argument("--name", default="cluster_robustness",
+                   help="--robustness: the result files' stem [%(default)s]")
+    p.add_argument("--before", type=Path, metavar="JSON",
+                   help="--robustness: an earlier result file (e.g. the study's, "
+                   "benchmarks/results/cluster_robustness.json) whose vaekit rows are shown "
+                   "beside these")
     p.add_argument("--report-only", action="store_true",
                    help="--robustness: write the results from --rows without running")
     bc.add_out_dir(p)

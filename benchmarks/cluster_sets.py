@@ -252,18 +252,22 @@ def vaekit_unit(
             "agreement_restarts": mean_ari(lab, cands),
             "min_size": int(np.bincount(lab, minlength=K).min()),
         }
-    emb = store["embedding"]
+    embs = est._init_embeddings  # per feature space; a restart's silhouette in its own
+    emb = embs.get("codes", store["embedding"])
     restarts = [{**r, "hungarian_accuracy": hungarian_accuracy(y, lab),
-                 "sil_emb": silhouette(emb, lab), "ll_ae": partition_ll(spaces["ae"], lab)}
+                 "sil_emb": silhouette(embs.get(r.get("space"), emb), lab),
+                 "ll_ae": partition_ll(spaces["ae"], lab)}
                 for r, lab in zip(est.init_restarts_, cands, strict=True)]
     row = {"stages": stages, "pulled_model": pulled, "final_model": final,
            "restarts": restarts, "chosen": int(est.init_chosen_),
            "restart_stability": pairwise_ari(cands), "reseeded": list(est.reseeded_),
            "n_iter": int(est.n_iter_), "times": store["times"],
-           "init_space": est._init_space(est._event_shape)}
+           "init_space": est._init_space(est._event_shape),
+           "final_agreement": float(est.final_agreement_)}
     keep = {f"labels_{k}": v for k, v in labels.items()}
     keep.update({f"codes_{k}": v.astype(np.float32) for k, v in spaces.items() if k != "pca"})
     keep["embedding"], keep["candidates"] = emb.astype(np.float32), np.stack(cands)
+    keep.update({f"embedding_{k}": v.astype(np.float32) for k, v in embs.items()})
     return row, keep
 
 
@@ -666,7 +670,51 @@ def variant_rules(variants: list[dict], summary: dict) -> list[str]:
     return lines
 
 
-def report(rows: list[dict], arrays: Path) -> tuple[str, dict]:
+def before_table(groups: dict[str, list[dict]], before: list[dict]) -> list[str]:
+    """The issue's table: per set, vaekit's final clustering against the three baselines and
+    against the rows of an earlier recipe (`before`, e.g. the study's), mean ± std over seeds,
+    with vaekit's wall time beside the earlier one."""
+    old = by_set([r for r in before if not r.get("params")])
+    lines = ["| set | seeds | " + " | ".join(BASELINES.values()) + " | vaekit | vaekit − best "
+             "baseline | before: vaekit (seeds) | vaekit s | before: vaekit s |",
+             "|---" * 10 + "|"]
+    for name, rs in groups.items():
+        base = {b: [r["baselines"][b]["hungarian_accuracy"] for r in rs] for b in BASELINES}
+        best = max(float(np.mean(v)) for v in base.values())
+        final = [acc(r, "final") for r in rs]
+        prev = old.get(name, [])
+        prev_acc = f"{ms([acc(r, 'final') for r in prev])} ({len(prev)})" if prev else "—"
+        prev_s = ms([r["times"]["total"] for r in prev], 0) if prev else "—"
+        lines.append(f"| {name} | {len(rs)} | " + " | ".join(ms(v) for v in base.values())
+                     + f" | **{ms(final)}** | {np.mean(final) - best:+.3f} | {prev_acc} | "
+                     + f"{ms([r['times']['total'] for r in rs], 0)} | {prev_s} |")
+    return lines
+
+
+def choice_table(groups: dict[str, list[dict]]) -> list[str]:
+    """The label-free choices: which feature space the chosen restart came from, its
+    agreement with the other restarts against the final clustering's, and what the rule "keep
+    the initial clustering unless the final agrees more with the restarts" would give."""
+    lines = ["| set | chosen restart from codes / input | initial | final | final − initial | "
+             "agreement: initial | agreement: final | runs final agrees more | rule: keep "
+             "initial unless final agrees more |", "|---" * 9 + "|"]
+    for name, rs in groups.items():
+        spaces = [r["restarts"][r["chosen"]].get("space", "?") for r in rs]
+        a_init = [r["restarts"][r["chosen"]]["agreement"] for r in rs]
+        a_final = [r["stages"]["final"]["agreement_restarts"] for r in rs]
+        ruled = [acc(r, "final") if f > i else acc(r, "init")
+                 for r, i, f in zip(rs, a_init, a_final, strict=True)]
+        lines.append(
+            f"| {name} | {spaces.count('codes')} / {spaces.count('input')} | "
+            f"{ms([acc(r, 'init') for r in rs])} | {ms([acc(r, 'final') for r in rs])} | "
+            f"{np.mean([acc(r, 'final') - acc(r, 'init') for r in rs]):+.3f} | "
+            f"{np.mean(a_init):.3f} | {np.mean(a_final):.3f} | "
+            f"{sum(f > i for i, f in zip(a_init, a_final, strict=True))}/{len(rs)} | "
+            f"{ms(ruled)} |")
+    return lines
+
+
+def report(rows: list[dict], arrays: Path, before: list[dict] | None = None) -> tuple[str, dict]:
     """The markdown tables and the JSON summary of the robustness study."""
     variants = [r for r in rows if r.get("params")]
     rows = [r for r in rows if not r.get("params")]
@@ -697,7 +745,9 @@ def report(rows: list[dict], arrays: Path) -> tuple[str, dict]:
         "Hungarian accuracy, mean ± std over the seeds run; labels only score. "
         "VAEClusterer(10, random_state=seed) with its defaults on flat rows (MLP networks); "
         f"vaekit from {', '.join(sources)}. The best two-step baseline of a set: the highest "
-        "mean of its three baselines.", "", *table, "",
+        "mean of its three baselines.", "", *before_table(groups, before or []), "",
+        "## Label-free choices of the recipe", "", *choice_table(groups), "",
+        "## Each stage", "", *table, "",
         "## Where accuracy is won or lost (means over seeds)", "",
         "codes' init: vaekit's initial clustering (t-SNE of the autoencoder's codes, 10 GMM "
         "restarts, the most likely chosen); pixels' init: the same choice on the baseline's "
