@@ -72,6 +72,10 @@ class ModelConfig:
     # images, translated by round(side / 28) pixels (vaekit.core.augment); auto = on for images, off
     # for tables ("on" insists). Files saved before it trained without it.
     augment: str = field(default="auto", metadata={**ADDED, "saved_default": "off"})
+    # Semi-supervised learning (prior "cluster" with y observed on some rows, -1 on the others):
+    # the weight alpha of the classification term alpha * -log q(y|x) on labelled rows (Kingma
+    # et al. 2014, M2), added to the loss; 0: no such term (the clusterer).
+    label_weight: float = field(default=0.0, metadata=ADDED)
 
     def __post_init__(self) -> None:
         self.event_shape = tuple(int(s) for s in self.event_shape)
@@ -111,6 +115,11 @@ class ModelConfig:
         if self.class_names and len(self.class_names) != self.num_classes:
             raise ConfigError(
                 f"class_names has {len(self.class_names)} names for {self.num_classes} classes"
+            )
+        check_positive("label_weight", self.label_weight, allow_zero=True)
+        if self.label_weight and self.prior != "cluster":
+            raise ConfigError(
+                "label_weight trains q(y|x) of the clustering prior: it needs prior='cluster'"
             )
         check_positive("critic_dim", self.critic_dim)
         check_positive("critic_noise", self.critic_noise, allow_zero=True)

@@ -165,7 +165,15 @@ class VAE(nn.Module):
         self.require_decoder(f"be trained with the {objective} objective")
         if objective == "iwae":
             return objectives.iwae_loss(self, x, y, k=samples)
-        return objectives.elbo_loss(self, x, y, samples=samples, beta=beta, analytic_kl=analytic_kl)
+        return objectives.elbo_loss(
+            self,
+            x,
+            y,
+            samples=samples,
+            beta=beta,
+            analytic_kl=analytic_kl,
+            label_weight=self.config.label_weight,
+        )
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor | None = None, **options: Any
@@ -206,8 +214,11 @@ class VAE(nn.Module):
         if not self.observes_labels:
             if y is not None and self.config.prior == "cluster":
                 # the clustering prior's y is inferred unless given: observed clusters (e.g.
-                # pseudo-labels, or labelled rows of a semi-supervised model) pick p(z|y)
-                return as_labels(y, self.config.num_classes, n, device=self.prior_device())
+                # pseudo-labels, or labelled rows of a semi-supervised model) pick p(z|y);
+                # -1 marks a row whose y is inferred (semi-supervised)
+                return as_labels(
+                    y, self.config.num_classes, n, device=self.prior_device(), unlabelled=True
+                )
             if y is not None:
                 raise ValueError(
                     "this model is not conditional and takes no labels y; drop y (train with "
@@ -332,11 +343,17 @@ class VAE(nn.Module):
 
 
 def as_labels(
-    y: Any, classes: int, n: int | None = None, device: torch.device | None = None
+    y: Any,
+    classes: int,
+    n: int | None = None,
+    device: torch.device | None = None,
+    *,
+    unlabelled: bool = False,
 ) -> torch.Tensor:
     """Class indices as (n,) int64 on `device`: from an int (the same class n times), a
-    sequence, an array or a tensor of integers in 0..classes-1; a one-line ValueError
-    otherwise (NaN, fractions, out of range, wrong length)."""
+    sequence, an array or a tensor of integers in 0..classes-1 (unlabelled: or -1, a row
+    without a label); a one-line ValueError otherwise (NaN, fractions, out of range, wrong
+    length)."""
     if isinstance(y, bool):
         raise ValueError(f"labels must be integers in 0..{classes - 1}, got {y!r}")
     if isinstance(y, int):
@@ -354,8 +371,9 @@ def as_labels(
     t = t.to(torch.int64)
     if n is not None and len(t) != n:
         raise ValueError(f"got {len(t)} labels for {n} examples; give one label per example")
-    if len(t) and (int(t.min()) < 0 or int(t.max()) >= classes):
-        bad = int(t.min()) if int(t.min()) < 0 else int(t.max())
+    low = -1 if unlabelled else 0
+    if len(t) and (int(t.min()) < low or int(t.max()) >= classes):
+        bad = int(t.min()) if int(t.min()) < low else int(t.max())
         raise ValueError(f"label {bad} is out of range: this model has classes 0..{classes - 1}")
     return t if device is None else t.to(device)
 

@@ -53,10 +53,12 @@ def elbo_terms(
     *,
     samples: int = 1,
     analytic_kl: bool = True,
+    q: DiagonalGaussian | None = None,
 ) -> Terms:
     """ELBO parts per example. x: (batch, *event_shape), y: (batch,) labels of a model that
-    observes them (then the bound is on log p(x|y)). ELBO = log_px_z - rate."""
-    q = model.posterior(x, y)
+    observes them (then the bound is on log p(x|y); -1: not observed, for the clustering
+    prior). q: q(z|x) where the caller has it already. ELBO = log_px_z - rate."""
+    q = model.posterior(x, y) if q is None else q
     z = q.rsample(samples)  # (S, batch, latent)
     log_px_z = model.likelihood.log_prob(model.decoder_params(z, y), x)  # (S, batch)
     y_prior = model.prior_labels(y)
@@ -74,11 +76,30 @@ def elbo_loss(
     samples: int = 1,
     beta: float = 1.0,
     analytic_kl: bool = True,
+    label_weight: float = 0.0,
 ) -> Loss:
-    """-ELBO with a beta-weighted rate, as a training loss. x: (batch, *event_shape)."""
-    t = elbo_terms(model, x, y, samples=samples, analytic_kl=analytic_kl)
+    """-ELBO with a beta-weighted rate, as a training loss. x: (batch, *event_shape).
+
+    label_weight alpha > 0 (semi-supervised, M2 of Kingma et al. 2014): the total adds
+    alpha * `classification_loss`, the mean -log q(y|x) over the batch's labelled rows
+    (y >= 0); rate and distortion stay the bound's."""
+    q = model.posterior(x, y)
+    t = elbo_terms(model, x, y, samples=samples, analytic_kl=analytic_kl, q=q)
     distortion, rate = -t.log_px_z.mean(), t.rate.mean()
-    return Loss(distortion + beta * rate, rate, distortion)
+    total = distortion + beta * rate
+    if label_weight and y is not None:
+        total = total + label_weight * classification_loss(model.prior, q, y)
+    return Loss(total, rate, distortion)
+
+
+def classification_loss(prior: Any, q: DiagonalGaussian, y: torch.Tensor) -> torch.Tensor:
+    """Mean -log q(y|x) in nats over the rows with an observed label (y >= 0; 0 when none),
+    q(y|x) the clustering prior's responsibilities (`ClassGaussian.class_log_posterior`).
+    No host sync: the count of labelled rows stays a tensor."""
+    log_q = prior.class_log_posterior(q)  # (batch, K)
+    labelled = y >= 0
+    nll = -log_q.gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (nll * labelled).sum() / labelled.sum().clamp(min=1)
 
 
 def log_weights(

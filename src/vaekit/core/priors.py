@@ -132,12 +132,13 @@ class ClassGaussian(Prior):
 
     def log_prob(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """log p(z|y) for observed y (z: (S, batch, latent) or (batch, latent), y: (batch,)),
-        else log sum_k p(k) p(z|k)."""
+        else log sum_k p(k) p(z|k); rows with y = -1 (not observed) take the latter."""
         comp = self.component_log_prob(z)
-        if y is not None:
-            index = y.expand(comp.shape[:-1]).unsqueeze(-1)
-            return comp.gather(-1, index).squeeze(-1)
-        return torch.logsumexp(comp + self.log_weights(), dim=-1)
+        marginal = torch.logsumexp(comp + self.log_weights(), dim=-1)
+        if y is None:
+            return marginal
+        index = y.clamp(min=0).expand(comp.shape[:-1]).unsqueeze(-1)
+        return torch.where(y >= 0, comp.gather(-1, index).squeeze(-1), marginal)
 
     @torch.no_grad()
     def sample(
@@ -164,12 +165,16 @@ class ClassGaussian(Prior):
 
     def kl(self, q: DiagonalGaussian, y: torch.Tensor | None = None) -> torch.Tensor:
         """(batch,): KL(q(z|x) || p(z|y)) for observed y; for inferred y the rate
-        E_q(y|x)[KL(q(z|x) || p(z|y))] + KL(q(y|x) || p(y)) (class docstring)."""
+        E_q(y|x)[KL(q(z|x) || p(z|y))] + KL(q(y|x) || p(y)) (class docstring). y may mix the
+        two per row (semi-supervised): -1 marks a row whose y is inferred, summed out exactly
+        over the K classes under q(y|x)."""
         neg_entropy = -0.5 * (q.logvar + 1 + LOG_2PI).sum(-1)  # E_q[log q(z|x)]
         expected = self.expected_log_prob(q)
-        if y is not None:
-            return neg_entropy - expected.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-        return neg_entropy - torch.logsumexp(expected + self.log_weights(), dim=-1)
+        inferred = neg_entropy - torch.logsumexp(expected + self.log_weights(), dim=-1)
+        if y is None:
+            return inferred
+        observed = neg_entropy - expected.gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return torch.where(y >= 0, observed, inferred)
 
     @torch.no_grad()
     def set_mixture(self, means: Any, variances: Any, weights: Any | None = None) -> None:
