@@ -87,6 +87,7 @@ class CompositeLikelihood(Likelihood):
         widths = [b.width for b in self.blocks]
         offsets = [sum(widths[:i]) for i in range(len(widths))]
         self.param_dim = sum(widths)
+        self.param_shape = (self.param_dim,)
         self.feature_dim = self.param_dim + len(self.blocks)  # values + one mask bit a column
         kinds = [b.kind for b in self.blocks]
         num = [i for i, k in enumerate(kinds) if k in NUMERIC]

@@ -21,6 +21,10 @@ T = TypeVar("T")
 ADDED = {"added": "0.2"}
 # The class priors p(z|y) of observed labels (the conditional VAE); "cluster" infers y.
 CLASS_PRIORS = ("class", "class-full")
+# The kinds of a table's columns (likelihood "composite"; vaekit.core.composite)
+NUMERIC_KINDS = ("continuous", "integer")
+COLUMN_KINDS = (*NUMERIC_KINDS, "categorical", "binary")
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned", "composite")
 
 
 class ConfigError(ValueError):
@@ -47,7 +51,7 @@ class ModelConfig:
     hidden: tuple[int, ...] = (512, 256)  # MLP hidden sizes (encoder; decoder mirrors)
     conv_channels: tuple[int, ...] = (32, 64)  # one stride-2 5x5 conv per entry
     activation: str = "relu"  # relu | gelu | elu | tanh | softplus | leaky_relu
-    likelihood: str = "bernoulli"  # bernoulli | gaussian | gaussian-learned
+    likelihood: str = "bernoulli"  # bernoulli | gaussian | gaussian-learned | composite
     sigma: float = 1.0  # fixed sigma of 'gaussian'; initial sigma of 'gaussian-learned'
     learned_sigma: str = "per-dim"  # per-dim | shared  (only for gaussian-learned)
     # normal | mixture | class | class-full | cluster (priors.build_prior); "auto" resolves on
@@ -76,6 +80,11 @@ class ModelConfig:
     # the weight alpha of the classification term alpha * -log q(y|x) on labelled rows (Kingma
     # et al. 2014, M2), added to the loss; 0: no such term (the clusterer).
     label_weight: float = field(default=0.0, metadata=ADDED)
+    # A table (likelihood "composite", vaekit.core.composite): one entry per column, in the
+    # columns' order: "continuous", "integer", "binary" or "categorical:K" (K levels); the
+    # event_shape is then (columns,). The column names, levels and transforms are the data's
+    # schema (the run's data config), not the model's.
+    column_kinds: tuple[str, ...] = field(default=(), metadata=ADDED)
 
     def __post_init__(self) -> None:
         self.event_shape = tuple(int(s) for s in self.event_shape)
@@ -83,6 +92,7 @@ class ModelConfig:
         self.conv_channels = tuple(int(c) for c in self.conv_channels)
         self.class_names = tuple(str(c) for c in self.class_names)
         self.critic_hidden = tuple(int(h) for h in self.critic_hidden)
+        self.column_kinds = tuple(str(k) for k in self.column_kinds)
         if not self.event_shape or any(s < 1 for s in self.event_shape):
             raise ConfigError(f"event_shape must be non-empty and positive, got {self.event_shape}")
         check_positive("latent_dim", self.latent_dim)
@@ -92,7 +102,7 @@ class ModelConfig:
             self.activation,
             ("relu", "gelu", "elu", "tanh", "softplus", "leaky_relu", "silu"),
         )
-        check_choice("likelihood", self.likelihood, ("bernoulli", "gaussian", "gaussian-learned"))
+        check_choice("likelihood", self.likelihood, LIKELIHOODS)
         check_choice("learned_sigma", self.learned_sigma, ("per-dim", "shared"))
         if self.prior == "auto":
             self.prior = "class-full" if self.conditional else "normal"
@@ -135,6 +145,7 @@ class ModelConfig:
             c < 1 for c in self.conv_channels
         ):
             raise ConfigError("hidden sizes and conv channels must be positive")
+        self._check_table()
         if self.arch == "conv":
             if len(self.event_shape) != 3:
                 raise ConfigError(
@@ -143,6 +154,59 @@ class ModelConfig:
                 )
             if not self.conv_channels:
                 raise ConfigError("arch=conv needs at least one entry in conv_channels")
+
+    def _check_table(self) -> None:
+        """A composite likelihood needs its column kinds (one per column of event_shape), an
+        MLP and a decoder; the other likelihoods take none."""
+        if self.likelihood != "composite":
+            if self.column_kinds:
+                raise ConfigError(
+                    f"column_kinds describe a table's columns for likelihood='composite', not "
+                    f"{self.likelihood!r}; drop them or set likelihood='composite'"
+                )
+            return
+        blocks = column_blocks(self.column_kinds)
+        if not blocks:
+            raise ConfigError("likelihood='composite' needs column_kinds, one per table column")
+        if self.event_shape != (len(blocks),):
+            raise ConfigError(
+                f"a table of {len(blocks)} columns has event_shape ({len(blocks)},), got "
+                f"{self.event_shape}"
+            )
+        if self.arch != "mlp" or not self.decoder:
+            raise ConfigError("a table (likelihood='composite') takes arch='mlp' and a decoder")
+
+
+def column_blocks(kinds: tuple[str, ...]) -> list[tuple[str, int]]:
+    """Column kinds ("continuous", "integer", "binary", "categorical:K") as (kind, levels)
+    pairs (levels: K of a categorical column, 2 of a binary one, 0 of a numeric one); a
+    one-line ConfigError for anything else."""
+    out = []
+    for entry in kinds:
+        kind, _, levels = entry.partition(":")
+        if kind not in COLUMN_KINDS or bool(levels) != (kind == "categorical"):
+            raise ConfigError(
+                f"column kind {entry!r} is not one of continuous, integer, binary, categorical:K"
+            )
+        k = 2 if kind == "binary" else 0
+        if levels:
+            try:
+                k = int(levels)
+            except ValueError:
+                k = 0
+            if k < 1:
+                raise ConfigError(f"column kind {entry!r}: K must be a positive integer")
+        out.append((kind, k))
+    return out
+
+
+def table_widths(kinds: tuple[str, ...]) -> tuple[int, int]:
+    """(encoder input width, decoder output width) of a table: the decoder emits K logits per
+    categorical column and one parameter per other column (P); the encoder sees those P values
+    (one-hot levels) and one observed bit per column (P + columns)."""
+    blocks = column_blocks(kinds)
+    params = sum(k if kind == "categorical" else 1 for kind, k in blocks)
+    return params + len(blocks), params
 
 
 def check_buildable(cfg: ModelConfig) -> None:
@@ -225,5 +289,3 @@ def _coerce(tp: Any, value: Any, strict: bool, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
     return value
-
-

@@ -42,6 +42,9 @@ class Likelihood(nn.Module):
         super().__init__()
         self.event_shape = event_shape
         self.event_dims = len(event_shape)
+        # the decoder's output per example: one parameter per data dimension here; a table's
+        # composite likelihood takes more (K logits per categorical column)
+        self.param_shape = event_shape
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -54,6 +57,10 @@ class Likelihood(nn.Module):
         self, params: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         raise NotImplementedError
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the encoder sees of x: x itself (a table's likelihood encodes its columns)."""
+        return x
 
     def check_support(self, x: torch.Tensor) -> None:
         """Raise ValueError naming the problem and the fix if x is outside the support."""
@@ -147,6 +154,11 @@ class LearnedGaussian(Gaussian):
 
 
 def build_likelihood(cfg: ModelConfig) -> Likelihood:
+    if cfg.likelihood == "composite":  # a table: one block of parameters per column
+        from vaekit.core.composite import CompositeLikelihood
+        from vaekit.core.config import column_blocks
+
+        return CompositeLikelihood(column_blocks(cfg.column_kinds), cfg.sigma)
     if cfg.likelihood == "bernoulli":
         return Bernoulli(cfg.event_shape)
     if cfg.likelihood == "gaussian":

@@ -103,8 +103,11 @@ class VAE(nn.Module):
         return torch.nn.functional.one_hot(y, self.config.num_classes).float()
 
     def posterior(self, x: torch.Tensor, y: torch.Tensor | None = None) -> DiagonalGaussian:
-        """q(z|x) (q(z|x,y) for a conditional model) for x: (batch, *event_shape)."""
+        """q(z|x) (q(z|x,y) for a conditional model) for x: (batch, *event_shape) (a table:
+        NaN marks a missing cell; the encoder sees the likelihood's `encoder_input(x)`)."""
         c = self.condition(y)
+        if self.likelihood is not None:
+            x = self.likelihood.encoder_input(x)
         low = self.low_precision
         if low is None:
             h = self.encoder(x) if c is None else self.encoder(x, c)
@@ -114,8 +117,9 @@ class VAE(nn.Module):
         return DiagonalGaussian.from_encoder(h.float(), self.common_noise)
 
     def decoder_params(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Likelihood parameters for z: (..., batch, latent) -> (..., batch, *event_shape); y:
-        (batch,) labels of a conditional model (the same for every leading sample)."""
+        """Likelihood parameters for z: (..., batch, latent) -> (..., batch, *param_shape) (the
+        likelihood's: event_shape, or (param_dim,) for a table); y: (batch,) labels of a
+        conditional model (the same for every leading sample)."""
         lead = z.shape[:-1]
         c = self.condition(y)
         if c is not None:
@@ -126,7 +130,7 @@ class VAE(nn.Module):
         if low is not None:
             z, c = z.to(low.dtype), None if c is None else c.to(low.dtype)
         out = decoder(z) if c is None else decoder(z, c)
-        return out.float().reshape(*lead, *self.config.event_shape)
+        return out.float().reshape(*lead, *self.likelihood.param_shape)
 
     def run_critic(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The infomax critic's scores T(x_i, z_j): (batch, batch), through the bf16 copy when

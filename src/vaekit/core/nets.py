@@ -2,7 +2,9 @@
 
 Encoders map x: (batch, *event_shape) -> (batch, 2 * latent) (mean and log-variance, stacked).
 Decoders map z: (n, latent) -> (n, *event_shape), one likelihood parameter per data dimension
-(logits for Bernoulli, the mean for Gaussians): outputs are independent per dimension.
+(logits for Bernoulli, the mean for Gaussians): outputs are independent per dimension. A table
+(likelihood "composite") is the exception: its encoder reads (batch, feature_dim), the
+likelihood's `encoder_input(x)`, and its decoder emits (n, param_dim), a block per column.
 
 The condition part: built with `classes` > 0, a network also takes c: (batch, classes), the
 one-hot class y (the conditional VAE's q(z|x,y) and p(x|z,y)). It is joined where it adds the
@@ -19,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from vaekit.core.config import ModelConfig
+from vaekit.core.config import ModelConfig, table_widths
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -164,5 +166,8 @@ def build_networks(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
     if cfg.arch == "conv":
         args = (cfg.event_shape, cfg.conv_channels, cfg.latent_dim, cfg.activation, classes)
         return ConvEncoder(*args), ConvDecoder(*args)
-    args = (cfg.event_shape, cfg.hidden, cfg.latent_dim, cfg.activation, classes)
-    return MLPEncoder(*args), MLPDecoder(*args)
+    rest = (cfg.hidden, cfg.latent_dim, cfg.activation, classes)
+    if cfg.likelihood == "composite":  # a table: encoded columns in, per-column blocks out
+        features, params = table_widths(cfg.column_kinds)
+        return MLPEncoder((features,), *rest), MLPDecoder((params,), *rest)
+    return MLPEncoder(cfg.event_shape, *rest), MLPDecoder(cfg.event_shape, *rest)
