@@ -220,7 +220,10 @@ def test_score_reads_a_mat_file_as_the_runs_images(demo: Path, tmp_path: Path, c
 def test_data_errors_name_the_flag_a_cli_user_types(tmp_path: Path, capsys) -> None:
     table = tmp_path / "t.csv"
     table.write_text("a,b,kind\n1,2,cat\n3,4,dog\n")
-    rc, _, err = run(capsys, "train", "--data", table, "--out", tmp_path / "run", *FAST)
+    # (a CSV with a text column is a mixed table unless --table off: tests/tables)
+    rc, _, err = run(
+        capsys, "train", "--data", table, "--out", tmp_path / "run", "--table", "off", *FAST
+    )
     assert "--label-column" in assert_one_line_error(rc, err)
     import scipy.io
 
@@ -520,7 +523,8 @@ def _inf_npz(d: Path) -> list[str]:
 
 def _bad_csv(d: Path) -> list[str]:
     (d / "bad.csv").write_text("a,b,c\n0.1,0.2,0.3\n0.4,oops,0.6\n0.7,0.8,0.9\n")
-    return ["--data", str(d / "bad.csv")]
+    # the numeric path (a text cell makes a mixed table otherwise: tests/tables)
+    return ["--data", str(d / "bad.csv"), "--table", "off"]
 
 
 def _ragged_images(d: Path) -> list[str]:

@@ -17,6 +17,8 @@ EPILOG = """examples:
   vaekit train --data frey_rawface.mat --image-shape 28,20 --likelihood gaussian-learned \\
       --standardize --out runs/frey
   vaekit train --out runs/digits --resume --epochs 60      # continue a run
+  vaekit train --data examples/penguins.csv --out runs/penguins   # a mixed table, gaps too
+  vaekit train --data table.csv --schema schema.json --out runs/t  # kinds/levels as given
   vaekit train --data digits --out runs/cvae --conditional --conditional-prior class
   vaekit train --data ../shared/data/mnist --out runs/cvae --conditional --binarize dynamic \\
       --conditional-prior class-full --objective iwae --samples 5 --epochs 300 --patience 30
@@ -101,6 +103,20 @@ def add_data_flags(g: Any) -> None:
     g.add_argument("--test-fraction", type=float, help="test fraction [0.2]")
     g.add_argument("--split-seed", type=int, help="seed of the train/val/test split [0]")
     g.add_argument("--mmap", action="store_true", default=None, help="memory-map a large .npy")
+    g.add_argument(
+        "--table",
+        choices=["auto", "on", "off"],
+        help="read a CSV as a mixed table (continuous, integer, categorical, binary columns; "
+        "empty cells are missing): auto = a CSV with a text cell or a gap, or with --schema; "
+        "on = also an all-numeric CSV; off = numbers only [auto]",
+    )
+    g.add_argument(
+        "--schema",
+        type=Path,
+        help="a table's schema as JSON (the 'schema' of a table run's config.json, or a "
+        "hand-written one: columns with name and kind; levels and transform are fitted where "
+        "left out)",
+    )
 
 
 def add_training_flags(g: Any) -> None:
@@ -171,6 +187,7 @@ TRAIN_FLAGS = {  # flag -> (config section, field)
     "test_fraction": ("data", "test_fraction"),
     "split_seed": ("data", "split_seed"),
     "mmap": ("data", "mmap"),
+    "table": ("data", "table"),
     "latent_dim": ("model", "latent_dim"),
     "arch": ("model", "arch"),
     "hidden": ("model", "hidden"),
@@ -220,6 +237,10 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
             merged[section][name] = list(value) if isinstance(value, tuple) else value
     if args.mc_kl:
         merged["train"]["analytic_kl"] = False
+    if args.schema is not None:
+        from vaekit.data.schema import Schema
+
+        merged["data"]["schema"] = Schema.load(args.schema).to_dict()
     if args.objective is not None:  # infomax trains an encoder-only model, the rest a VAE
         merged["model"]["decoder"] = args.objective != "infomax"
     if _prior_left_to_default(args):  # a conditional model's default prior: ModelConfig's auto

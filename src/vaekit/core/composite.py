@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaekit.core import likelihoods
+from vaekit.core.config import ModelConfig, column_blocks
 from vaekit.core.likelihoods import LOG_2PI, LOG_SIGMA_MAX, LOG_SIGMA_MIN, Likelihood
 
 NUMERIC = ("continuous", "integer")
@@ -163,6 +165,11 @@ class CompositeLikelihood(Likelihood):
         cat = self._cat_logits(params).argmax(-1).to(params.dtype)
         return self._reorder(num, binary, cat)
 
+    def level_probabilities(self, params: torch.Tensor) -> torch.Tensor:
+        """(..., P) -> (..., n_categorical, K_max): each categorical column's level
+        probabilities (softmax over its own levels; 0 beyond a column's K), in column order."""
+        return torch.softmax(self._cat_logits(params), -1)
+
     def sample(
         self, params: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
@@ -218,3 +225,12 @@ class CompositeLikelihood(Likelihood):
                     f"column {i} is {self.blocks[i].kind} and takes a level index in 0..{top} "
                     f"(NaN if missing), got {float(v[bad][0]):g}"
                 )
+
+
+def build_likelihood(cfg: ModelConfig) -> Likelihood:
+    """The likelihood a model config describes: a table's CompositeLikelihood (likelihood
+    "composite": one block per column of `cfg.column_kinds`, numeric sigmas starting at
+    cfg.sigma), else `vaekit.core.likelihoods.build_likelihood`'s."""
+    if cfg.likelihood == "composite":
+        return CompositeLikelihood(column_blocks(cfg.column_kinds), cfg.sigma)
+    return likelihoods.build_likelihood(cfg)

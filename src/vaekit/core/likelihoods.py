@@ -154,11 +154,10 @@ class LearnedGaussian(Gaussian):
 
 
 def build_likelihood(cfg: ModelConfig) -> Likelihood:
-    if cfg.likelihood == "composite":  # a table: one block of parameters per column
-        from vaekit.core.composite import CompositeLikelihood
-        from vaekit.core.config import column_blocks
-
-        return CompositeLikelihood(column_blocks(cfg.column_kinds), cfg.sigma)
+    """The likelihood of a config whose outputs are one parameter per data dimension (a
+    table's, likelihood "composite": `vaekit.core.composite.build_likelihood`)."""
+    if cfg.likelihood == "composite":
+        raise ValueError("a table's likelihood is built by vaekit.core.composite.build_likelihood")
     if cfg.likelihood == "bernoulli":
         return Bernoulli(cfg.event_shape)
     if cfg.likelihood == "gaussian":

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from vaekit.core import augment, objectives
+from vaekit.core.composite import build_likelihood
 from vaekit.core.config import (
     CLASS_PRIORS,
     ConfigError,
@@ -29,7 +30,7 @@ from vaekit.core.config import (
 )
 from vaekit.core.critic import build_critic, infomax_loss
 from vaekit.core.io import CheckpointError, load_tensors, save_tensors
-from vaekit.core.likelihoods import Likelihood, build_likelihood, check_finite
+from vaekit.core.likelihoods import Likelihood, check_finite
 from vaekit.core.nets import build_networks
 from vaekit.core.posterior import CommonNoise, DiagonalGaussian
 from vaekit.core.precision import LowPrecision, networks_in

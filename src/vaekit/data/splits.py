@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,7 @@ class Splits:
     event_shape: tuple[int, ...]
     name: str
     classes: list[str] | None = None  # label names, when the source had them
+    schema: Any = None  # a table's fitted Schema (vaekit.data.mixed); None for arrays
 
 
 def _to_split(x: np.ndarray, y: np.ndarray | None) -> Split:
@@ -111,10 +113,23 @@ def prepare(cfg: DataConfig) -> Splits:
     With cfg.mmap (a .npy source) the splits are `LazyRows` over the memory-mapped file and
     nothing is loaded whole; the preprocessing statistics are then fitted on at most
     `MMAP_FIT_ROWS` training rows spread evenly over the split.
+
+    A table (cfg.table "on", a schema given, or "auto" and a CSV the numeric loader refuses:
+    text cells or gaps) takes `vaekit.data.mixed.prepare_table` instead.
     """
-    ds = load_source(
-        cfg.source, image_shape=cfg.image_shape, label_column=cfg.label_column, mmap=cfg.mmap
-    )
+    from vaekit.data import mixed
+
+    table = mixed.wants_table(cfg)
+    if table:
+        return _prepare_table(cfg)
+    try:
+        ds = load_source(
+            cfg.source, image_shape=cfg.image_shape, label_column=cfg.label_column, mmap=cfg.mmap
+        )
+    except DataError:
+        if table is None and mixed.may_be_table(cfg):
+            return _prepare_table(cfg)
+        raise
     train_idx, val_idx, test_idx = split_indices(
         len(ds.x), cfg.val_fraction, cfg.test_fraction, cfg.split_seed
     )
@@ -136,6 +151,30 @@ def prepare(cfg: DataConfig) -> Splits:
         event_shape=tuple(ds.x.shape[1:]),
         name=ds.name,
         classes=ds.classes,
+    )
+
+
+def _prepare_table(cfg: DataConfig) -> Splits:
+    """cfg.source read as a mixed table (`vaekit.data.mixed`): seeded splits of its encoded
+    rows (x: (n, C) float32, NaN where missing; y None), the fitted schema in `schema` (kinds
+    and levels from all rows, numeric transforms from the training split)."""
+    from vaekit.data import mixed
+
+    table = mixed.read_source(cfg)
+    n = len(next(iter(table.values())))
+    parts = split_indices(n, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    schema = mixed.fit_schema(table, parts[0], cfg.schema)
+    x = mixed.encode_rows(table, schema)
+    train, val, test = (Split(x=x[torch.from_numpy(i)], y=None) for i in parts)
+    return Splits(
+        train=train,
+        val=val,
+        test=test,
+        preprocessor=Preprocessor(kind="tabular"),
+        kind="tabular",
+        event_shape=(len(schema.columns),),
+        name=Path(str(cfg.source)).name,
+        schema=schema,
     )
 
 
@@ -180,8 +219,13 @@ def load_like_run(
     model's): flat rows of the right size are reshaped to it, other shapes raise DataError.
     image_shape: how to read the source's examples, where it differs from the run's (a .mat
     file needs one; without it an image model's own shape is taken). A CSV without the run's
-    label column loads unlabelled.
+    label column loads unlabelled. A table run (cfg.table "on") reads a mixed CSV under its
+    schema (`vaekit.data.mixed.load_table_like_run`): NaN where a cell is missing.
     """
+    if cfg.table == "on":
+        from vaekit.data.mixed import load_table_like_run
+
+        return load_table_like_run(source, cfg)
     label_column = cfg.label_column
     if label_column is not None and csv_lacks_column(source, label_column):
         label_column = None

@@ -156,7 +156,7 @@ def fit_transform(name: str, values: np.ndarray) -> dict[str, Any]:
     elif name == "quantile":
         m = min(QUANTILES, len(v))
         q = np.quantile(v, np.linspace(0, 1, m)) if m > 1 else v[:1]
-        out.update(quantiles=[float(t) for t in q], tail=0.5 / len(v))
+        out.update(quantiles=[float(t) for t in q], tail=0.5 / max(len(v), 2))
     else:
         raise DataError(f"unknown transform {name!r}; use one of {', '.join(TRANSFORMS)}")
     return out

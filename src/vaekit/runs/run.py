@@ -175,6 +175,8 @@ def train_run(
         config = saved
     splits = prepare(config.data)
     config.model = dataclasses.replace(config.model, event_shape=splits.event_shape)
+    if not resume:
+        config = with_table(config, splits)
     if config.model.conditional and not resume:
         config.model = with_classes(config.model, splits)
     torch.manual_seed(config.train.seed)
@@ -242,6 +244,23 @@ def _train_and_report(
     if pictures:
         draw(run, splits=splits, figures=figures)
     return run, figures
+
+
+def with_table(config: RunConfig, splits: Splits) -> RunConfig:
+    """What the data said about a table: data.table resolved ("on" or "off"), the fitted
+    schema stored in data.schema, and the model's composite likelihood over its columns (a
+    table run's likelihood is always "composite": Gaussian, categorical, Bernoulli blocks)."""
+    from vaekit.data.mixed import column_kinds
+
+    if splits.schema is None:
+        if config.data.table == "auto":
+            config.data = dataclasses.replace(config.data, table="off")
+        return config
+    config.data = dataclasses.replace(config.data, table="on", schema=splits.schema.to_dict())
+    config.model = dataclasses.replace(
+        config.model, likelihood="composite", column_kinds=column_kinds(splits.schema)
+    )
+    return config
 
 
 def with_classes(model: ModelConfig, splits: Splits) -> ModelConfig:
