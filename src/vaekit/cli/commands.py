@@ -21,7 +21,8 @@ EXAMPLES = {
     "sample": """examples:
   vaekit sample runs/digits -n 64 --out samples.png
   vaekit sample runs/cvae --label 7 -n 16 --out sevens.png     # a conditional run: the class
-  vaekit sample runs/faces --label smiling -n 16 --out s.npz   # a class name of the run""",
+  vaekit sample runs/faces --label smiling -n 16 --out s.npz   # a class name of the run
+  vaekit sample runs/penguins -n 500 --out synthetic.csv      # a table run: a CSV of rows""",
     "reconstruct": "example:\n  vaekit reconstruct runs/digits --data digits --out recon.png",
     "encode": "example:\n  vaekit encode runs/digits --data digits --out codes.npz",
     "plot": """examples:
@@ -72,7 +73,10 @@ def add_sample(sub: Any) -> None:
     s.add_argument("run", type=Path)
     s.add_argument("-n", type=int, default=64, help="how many [64]")
     s.add_argument(
-        "--out", type=Path, required=True, help="FILE.png (a grid) or FILE.npz (array x)"
+        "--out",
+        type=Path,
+        required=True,
+        help="FILE.png (a grid) or FILE.npz (array x); FILE.csv for a table run (its columns)",
     )
     s.add_argument("--seed", type=int, default=0, help="[0]")
     s.add_argument(
@@ -177,8 +181,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from vaekit.runs.run import Run
 
-    check_out(args.out, (".png", ".npz"), args.force)
+    if args.n < 1:
+        raise UserError(f"-n is how many examples to generate, at least 1; got {args.n}")
+    check_out(args.out, (".png", ".npz", ".csv"), args.force)
     run = Run.load(args.run, device=args.device)
+    if run.config.data.table == "on" or args.out.suffix == ".csv":
+        return sample_table_csv(run, args)
     y = sample_labels(run, args.label, args.n)
     x = run.model.sample(args.n, y=y, generator=torch.Generator().manual_seed(args.seed))
     x = run.to_display(x.cpu())
@@ -191,6 +199,23 @@ def cmd_sample(args: argparse.Namespace) -> int:
             run, x, args.out, lambda imgs, path: plots().image_grid(imgs, path, nrow=per_row)
         )
     print(f"wrote {args.out}")
+    return 0
+
+
+def sample_table_csv(run: Any, args: argparse.Namespace) -> int:
+    """`vaekit sample` of a table run: a CSV of -n synthetic rows, the training table's columns
+    in order and of their kinds (integers as integers, levels as their original values)."""
+    from vaekit.data.tabular import write_table
+    from vaekit.tables import sample_table
+
+    if run.config.data.table != "on":
+        raise UserError(f"{run.path} was not trained on a table: write --out FILE.png or .npz")
+    if args.out.suffix != ".csv":
+        raise UserError(f"{run.path} is a table run: write its rows to --out FILE.csv")
+    sample_labels(run, args.label, args.n)  # --label: one line (a table run has no classes)
+    rows = sample_table(run, args.n, seed=args.seed)
+    write_atomic(args.out, lambda f: write_table(f, rows))
+    print(f"wrote {args.out}: {args.n} synthetic rows x {len(rows)} columns")
     return 0
 
 
