@@ -11,6 +11,7 @@ Tables come back as dicts of columns in the schema's order (a DataFrame where on
 their original values (strings, or numbers for numeric levels), a missing cell as None.
 """
 
+from vaekit.tables.impute import impute
 from vaekit.tables.synth import as_run, sample_table
 
-__all__ = ["as_run", "sample_table"]
+__all__ = ["as_run", "impute", "sample_table"]
