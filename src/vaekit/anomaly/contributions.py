@@ -15,6 +15,7 @@ from vaekit.anomaly.scores import (
     _residual,
     check_samples,
     check_score,
+    check_table_score,
     gaussian_smooth,
     smoothing_width,
 )
@@ -28,6 +29,8 @@ def _per_feature_nll(model: VAE, params: torch.Tensor, x: torch.Tensor) -> torch
     unsummed (a test checks that it sums to `model.likelihood.log_prob`).
     """
     lik = model.likelihood
+    if lik.name == "composite":  # a table: each column's nats, 0 for a missing cell
+        return -lik.log_prob_columns(params, x)
     if lik.name == "bernoulli":
         return torch.nn.functional.binary_cross_entropy_with_logits(
             params, x.expand_as(params), reduction="none"
@@ -54,9 +57,11 @@ def feature_contributions(
     (sums to the score exactly).
     recon-prob, elbo, iwae: mean over L draws z_l ~ q(z|x) of -log p(x_d | z_l), nats per
     feature (sums to the recon-prob score; for elbo and iwae it is their reconstruction part:
-    the KL term belongs to no single feature).
+    the KL term belongs to no single feature). A table run (composite likelihood): one part per
+    column, nats, 0 for a missing cell.
     """
     check_score(score)
+    check_table_score(model, score)
     if score in FEATURE_SCORES:
         raise ValueError(
             f"{score} is a distance between codes and belongs to no single feature; explain "

@@ -359,6 +359,7 @@ def score_samples(
     for it) and its k.
     """
     check_score(score)
+    check_table_score(model, score)
     if score == "latent-knn":
         if reference is None:
             raise ValueError(
@@ -378,6 +379,17 @@ def score_samples(
     if score == "smooth-error":
         return smoothed_error(model, x, **common)
     return reconstruction_error(model, x, **common)
+
+
+def check_table_score(model: VAE, score: str) -> None:
+    """A one-line refusal of the squared-error scores for a table run: its columns share no
+    unit (levels, 0/1, transformed numbers) and a missing cell has no error."""
+    lik = getattr(model, "likelihood", None)
+    if lik is not None and lik.name == "composite" and score in ("recon-error", "smooth-error"):
+        raise ValueError(
+            f"{score} is a squared error, and a table's columns share no unit; score a table "
+            "run by elbo (the default), iwae, recon-prob or latent-knn"
+        )
 
 
 def check_score(score: Any) -> None:

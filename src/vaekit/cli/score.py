@@ -167,7 +167,10 @@ def run(args: argparse.Namespace) -> int:
 
 def feature_names(source: str, run: Any, d: int) -> list[str]:
     """A CSV's column names (without the run's label column) when it has a header of d
-    feature names; else pixel names for images and feature_i for tables."""
+    feature names; else pixel names for images and feature_i for tables. A table run: the
+    columns of its schema (in the order of the contributions)."""
+    if run.config.data.table == "on" and run.config.data.schema:
+        return [c["name"] for c in run.config.data.schema["columns"]]
     path = Path(source).expanduser()
     if path.suffix.lower() == ".csv" and path.is_file():
         with path.open(newline="", encoding="utf-8") as f:

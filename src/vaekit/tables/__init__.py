@@ -12,6 +12,7 @@ their original values (strings, or numbers for numeric levels), a missing cell a
 """
 
 from vaekit.tables.impute import impute
+from vaekit.tables.score import score_table
 from vaekit.tables.synth import as_run, sample_table
 
-__all__ = ["as_run", "impute", "sample_table"]
+__all__ = ["as_run", "impute", "sample_table", "score_table"]
