@@ -221,11 +221,12 @@ def sample_table_csv(run: Any, args: argparse.Namespace) -> int:
 
 def sample_labels(run: Any, label: str | None, n: int) -> Any:
     """The labels to sample with: --label (an index or a class name) n times; every class in
-    turn for a conditional run without --label; None for a run that is not conditional."""
+    turn for a run with classes (conditional, or a semi-supervised classifier's) without
+    --label; None for a run without classes."""
     import torch
 
     cfg = run.config.model
-    if not cfg.conditional:
+    if not (cfg.conditional or cfg.label_weight > 0):
         if label is not None:
             raise UserError(
                 f"{run.path} is not a conditional model, so --label has no meaning; train one "
