@@ -25,7 +25,7 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 
 from vaekit.anomaly.contributions import feature_contributions
-from vaekit.anomaly.inputs import as_array, check_params, model_space, warn_if_flat_images
+from vaekit.anomaly.inputs import check_params, fit_input, model_space, table_kinds
 from vaekit.anomaly.persist import load_detector, save_detector
 from vaekit.anomaly.run_scores import run_reference, run_threshold
 from vaekit.anomaly.scores import (
@@ -208,11 +208,9 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         the (1 - contamination) quantile of its scores instead of the training scores'.
         """
         self._check_params()
-        x, kind = as_array(X, "X")
+        x, kind = fit_input(self, X)  # a mixed table: encoded under schema_ (kind "table")
         event_shape = tuple(int(s) for s in x.shape[1:])
         self._refuse_before_training(len(x), event_shape)
-        if kind == "tabular":
-            warn_if_flat_images(x)  # called from here: the warning points at fit's caller
         pre, xt, likelihood = self._preprocess(x, kind)
         model = self._train(xt, kind, event_shape, likelihood)
         self.model_, self.preprocessor_, self.kind_ = model, pre, kind
@@ -244,6 +242,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):
         from vaekit.data import Preprocessor
         from vaekit.data.config import DataConfig
 
+        if kind == "table":  # one block per column, numbers on the schema's transforms
+            return Preprocessor(kind="tabular"), torch.from_numpy(x), "composite"
         likelihood = self.likelihood or (
             "bernoulli" if kind == "image" and x.min() >= 0 and x.max() <= 1 else "gaussian-learned"
         )
@@ -268,6 +268,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):
             hidden=auto["hidden"],
             conv_channels=tuple(self.conv_channels),
             likelihood=likelihood,
+            column_kinds=table_kinds(self),
             decoder=self.objective != "infomax",
             # without the encoder-only model's input augmentation: it helps linear features
             # but not these (figures: the docs' infomax benchmark page)

@@ -1,11 +1,13 @@
 """What `VAEDetector` accepts: its parameters (`check_params`) and its data (`as_array`: an
 array, tensor, DataFrame or source path to float32 (n, *event_shape), with a one-line error for
-what cannot be scored; `model_space`: new data checked against the fit; `warn_if_flat_images`
-for tables that look like flattened images)."""
+what cannot be scored; `fit_input`: the same, or a mixed table encoded under a schema fitted on
+it; `model_space`: new data checked against the fit; `warn_if_flat_images` for tables that look
+like flattened images)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +48,12 @@ def check_params(det: Any) -> None:
         )
 
 
-def warn_if_flat_images(x: np.ndarray) -> None:
+def warn_if_flat_images(x: np.ndarray, stacklevel: int = 3) -> None:
     """Warn when a table looks like flattened square images: (n, s*s) with s >= 8 and every
     value in [0, 1]. As a table it is standardised, modelled with a Gaussian and scored by elbo;
     as (n, s, s) images it gets the Bernoulli likelihood and smooth-error, the better detector
-    (figures: the docs' anomaly benchmark page). Called from `VAEDetector.fit` itself: the
-    warning points at fit's caller."""
+    (figures: the docs' anomaly benchmark page). stacklevel: the frames up to fit's caller,
+    where the warning points."""
     side = math.isqrt(x.shape[1])
     if side >= 8 and side * side == x.shape[1] and x.min() >= 0 and x.max() <= 1:
         import warnings
@@ -61,7 +63,7 @@ def warn_if_flat_images(x: np.ndarray) -> None:
             f"X.reshape(-1, {side}, {side}) to detect with the image defaults (Bernoulli, "
             "smooth-error); as it is, X is treated as a table",
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 
@@ -127,10 +129,79 @@ def as_array(X: Any, name: str) -> tuple[np.ndarray, str]:
     return x, "tabular" if x.ndim == 2 else "image"
 
 
+def mixed_table(X: Any) -> Any:
+    """X as a dict of columns when it is a mixed table, else None: a dict of columns; a
+    DataFrame with a cell that is not a finite number (text, a gap, a bool); a CSV path that the
+    numeric loader refuses (a text cell or a gap)."""
+    from vaekit.data import DataError
+    from vaekit.data.tabular import as_columns, as_number, read_table
+
+    if isinstance(X, (str, Path)):
+        if Path(X).suffix.lower() != ".csv":
+            return None
+        from vaekit.data.tables import load_csv
+
+        try:
+            load_csv(Path(X).expanduser(), None)
+            return None
+        except DataError:
+            return read_table(X)
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X):  # (a DOK matrix is a dict): as_array refuses it in one line
+        return None
+    if isinstance(X, Mapping):
+        return as_columns(X)
+    if hasattr(X, "columns") and hasattr(X, "dtypes"):  # a DataFrame
+        cols = as_columns(X)
+        numbers = all(as_number(c) is not None for cells in cols.values() for c in cells)
+        return None if numbers else cols
+    return None
+
+
+def fit_input(det: Any, X: Any) -> tuple[np.ndarray, str]:
+    """X for `VAEDetector.fit`: `as_array`'s (x, kind), or for a mixed table (`mixed_table`)
+    its rows encoded under a schema fitted on X: (n, C) float32 with NaN in missing cells, kind
+    "table"; sets det.schema_ (the `vaekit.data.schema.Schema`, None for arrays)."""
+    det.schema_ = None
+    table = mixed_table(X)
+    if table is None:
+        x, kind = as_array(X, "X")
+        if kind == "tabular":  # (warn_if_flat_images < fit_input < fit < fit's caller)
+            warn_if_flat_images(x, stacklevel=4)
+        return x, kind
+    if det.likelihood is not None or det.standardize:
+        raise ValueError(
+            "X is a mixed table: its likelihood is one block per column (Gaussian on the "
+            "schema's transform, categorical, Bernoulli); leave likelihood and standardize None"
+        )
+    from vaekit.data.schema import encode, infer_schema
+
+    det.schema_ = infer_schema(table)
+    x, _ = encode(table, det.schema_)
+    return x, "table"
+
+
+def table_kinds(det: Any) -> tuple[str, ...]:
+    """ModelConfig.column_kinds of a detector fitted on a mixed table (() otherwise)."""
+    from vaekit.data.mixed import column_kinds
+
+    schema = getattr(det, "schema_", None)
+    return () if schema is None else column_kinds(schema)
+
+
 def model_space(det: Any, X: Any) -> torch.Tensor:
     """New data for the fitted detector `det`: X read by `as_array`, checked against the
     training data's shape (flat rows of the right size are reshaped) and the likelihood's
-    support, in model space (det's preprocessing): (n, *event_shape)."""
+    support, in model space (det's preprocessing): (n, *event_shape). A detector fitted on a
+    mixed table reads X (a CSV path, dict of columns, DataFrame) under its schema: one-line
+    errors for a missing or extra column, an unknown category."""
+    if getattr(det, "schema_", None) is not None:
+        from vaekit.data.schema import encode
+        from vaekit.data.tabular import as_columns, read_table
+
+        table = read_table(X) if isinstance(X, (str, Path)) else as_columns(X)
+        return torch.from_numpy(encode(table, det.schema_)[0])
     x, _ = as_array(X, "X")
     if tuple(x.shape[1:]) != det.event_shape_:
         if x.ndim == 2 and len(det.event_shape_) == 1:

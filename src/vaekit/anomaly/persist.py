@@ -1,6 +1,7 @@
 """A `VAEDetector`'s file: one safetensors file (format `FORMAT`) holding the VAE's weights, the
 training scores and latent-knn's reference codes as tensors, and the parameters, model config,
-preprocessing, threshold and training precision as JSON in its header. Older files (without
+preprocessing, threshold and training precision (and a mixed table's schema) as JSON in its
+header. Older files (without
 reference codes, or without the precision) still load. The parameter `scoring` is stored under
 its old name "score", so files keep one format across the rename (old releases read new files,
 and new ones old files)."""
@@ -37,6 +38,8 @@ def save_detector(det: Any, path: str | Path) -> None:
         "threshold": det.threshold_,
         "precision": det.precision_,
     }
+    if getattr(det, "schema_", None) is not None:  # fitted on a mixed table
+        meta["schema"] = det.schema_.to_dict()
     save_tensors(Path(path), tensors, meta)
 
 
@@ -44,6 +47,7 @@ def load_detector(cls: Any, path: str | Path) -> Any:
     """A detector of class `cls` read from a file `save_detector` wrote; refuses other or
     damaged files with a clear message."""
     from vaekit.data import DataError, Preprocessor
+    from vaekit.data.schema import Schema
 
     tensors, meta = load_tensors(Path(path))
     if meta.get("format") != FORMAT:
@@ -66,6 +70,7 @@ def load_detector(cls: Any, path: str | Path) -> Any:
         det.threshold_ = float(meta["threshold"])
         # files saved before precision="auto" trained in the precision they name
         det.precision_ = str(meta.get("precision", det.precision))
+        det.schema_ = None if meta.get("schema") is None else Schema.from_dict(meta["schema"])
     except (KeyError, TypeError, ConfigError, DataError) as e:
         raise CheckpointError(f"{path}: damaged detector file: {e}") from None
     model = VAE.from_config(config)

@@ -195,7 +195,12 @@ def check_transform(t: Any, where: str) -> None:
 
 
 def forward(t: dict[str, Any], v: np.ndarray) -> np.ndarray:
-    """Original values (n,) -> transformed values (n,) (about N(0, 1) on the training data)."""
+    """Original values (n,) -> transformed values (n,) (about N(0, 1) on the training data).
+
+    A quantile transform goes on linearly beyond its end knots (at the slope of the whole
+    range: (last - first knot) per 2 Phi^-1(1 - tail)), so a value far outside the training
+    range lies far out in the transformed scale too (an anomaly score sees it) instead of at
+    the extreme knot."""
     v = np.asarray(v, dtype=np.float64)
     if t["name"] == "standard":
         return (v - t["mean"]) / t["std"]
@@ -206,7 +211,11 @@ def forward(t: dict[str, Any], v: np.ndarray) -> np.ndarray:
     # ties (repeated knots, as in integer columns) map to the middle of their probability run
     u = 0.5 * (np.interp(v, q, p) - np.interp(-v, -q[::-1], -p[::-1]))
     a = t["tail"]
-    return ndtri(a + (1 - 2 * a) * u)
+    z = ndtri(a + (1 - 2 * a) * u)
+    edge = float(ndtri(1 - a))
+    per_unit = 2 * edge / (q[-1] - q[0]) if q[-1] > q[0] else 0.0
+    z = np.where(v > q[-1], edge + (v - q[-1]) * per_unit, z)
+    return np.where(v < q[0], -edge + (v - q[0]) * per_unit, z)
 
 
 def inverse(t: dict[str, Any], z: np.ndarray) -> np.ndarray:
