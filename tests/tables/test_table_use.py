@@ -227,3 +227,15 @@ def test_score_table_parts_add_up(penguins_run: Path) -> None:
     gaps = read_table(PENGUINS)["sex"]
     missing = [i for i, c in enumerate(gaps) if is_missing(c)]
     assert missing and np.all(parts["sex"][missing] == 0)  # a missing cell adds nothing
+
+
+def test_sample_and_score_with_a_mixture_prior(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    args = ["--prior", "mixture", "--components", "3", "--epochs", "1", "--hidden", "16"]
+    rc, _, err = run(
+        capsys, "train", "--data", PENGUINS, "--out", out, *args, "--quiet", "--no-pictures"
+    )
+    assert rc == 0, err
+    check_kinds(sample_table(out, 20), schema_of(out))
+    scores, parts = score_table(out, PENGUINS, samples=4)  # Monte Carlo KL: no closed form
+    assert np.isfinite(scores).all() and np.isfinite(parts["rate"]).all()

@@ -41,10 +41,12 @@ def sample_table(run: Run | str | Path, n: int, *, seed: int = 0) -> Table:
         raise ValueError(f"n is the number of rows to sample, >= 1; got {n!r}")
     run, schema = table_run(run)
     model = run.model.eval()
-    gen = generator(run.device, seed)
+    gen = generator(run.device, seed)  # the columns' draws, where the model is
+    # p(z): the standard normal draws where the model is, the mixtures on the CPU
+    prior_gen = gen if model.config.prior == "normal" else generator(torch.device("cpu"), seed)
     out: Table = {name: [] for name in schema.names}
     for start in range(0, n, 4096):
-        z = model.prior.sample(min(4096, n - start), generator=gen)
+        z = model.prior.sample(min(4096, n - start), generator=prior_gen)
         x = model.likelihood.sample(model.decoder_params(z), generator=gen)
         for name, cells in decode(x.cpu(), schema).items():
             out[name].extend(cells)
