@@ -125,3 +125,25 @@ def test_a_schema_that_does_not_match_is_one_line(tmp_path: Path, capsys) -> Non
     rc, _, err = run(capsys, "train", "--data", PENGUINS, "--schema", schema, "--out", out, *TINY)
     assert "schema" in assert_one_line_error(rc, err)
     assert not out.exists()
+
+
+@pytest.mark.filterwarnings("ignore:posterior collapse")
+def test_python_train_with_a_schema(tmp_path: Path) -> None:
+    from vaekit.core.config import ModelConfig
+    from vaekit.data import DataConfig
+    from vaekit.data.schema import ColumnSpec, infer_schema
+    from vaekit.runs import RunConfig, train_run
+    from vaekit.train.config import TrainConfig
+
+    schema = infer_schema(read_table(PENGUINS))  # a Schema (or its dict) as schema=
+    schema.columns[-1] = ColumnSpec("year", "integer")  # to be fitted on the training split
+    config = RunConfig(
+        model=ModelConfig(hidden=(16,), latent_dim=2),
+        data=DataConfig(source=str(PENGUINS), schema=schema),
+        train=TrainConfig(epochs=1, eval_k=2),
+    )
+    run, figures = train_run(config, tmp_path / "run", progress=False, pictures=False)
+    year = run.config.data.schema["columns"][-1]
+    assert year["kind"] == "integer" and year["transform"]["name"] == "quantile"
+    assert run.config.model.column_kinds[-1] == "integer"
+    assert figures["elbo"] < 0
