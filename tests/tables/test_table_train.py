@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from clitools import assert_one_line_error, run, tree_hash
+from vaekit.data.schema import infer_schema
 from vaekit.data.tabular import read_table, write_table
 from vaekit.runs import Run
 
@@ -131,7 +132,7 @@ def test_a_schema_that_does_not_match_is_one_line(tmp_path: Path, capsys) -> Non
 def test_python_train_with_a_schema(tmp_path: Path) -> None:
     from vaekit.core.config import ModelConfig
     from vaekit.data import DataConfig
-    from vaekit.data.schema import ColumnSpec, infer_schema
+    from vaekit.data.schema import ColumnSpec
     from vaekit.runs import RunConfig, train_run
     from vaekit.train.config import TrainConfig
 
@@ -147,3 +148,25 @@ def test_python_train_with_a_schema(tmp_path: Path) -> None:
     assert year["kind"] == "integer" and year["transform"]["name"] == "quantile"
     assert run.config.model.column_kinds[-1] == "integer"
     assert figures["elbo"] < 0
+
+
+def test_an_identifier_declared_categorical_is_kept(tmp_path: Path, capsys) -> None:
+    table = read_table(PENGUINS)
+    names = list(table)
+    table["tag"] = [f"p{i}" for i in range(344)]
+    data = tmp_path / "id.csv"
+    write_table(data, table)
+    kinds = {c.name: c.kind for c in infer_schema(read_table(PENGUINS)).columns}
+    schema = tmp_path / "schema.json"
+    columns = [{"name": n, "kind": kinds[n]} for n in names] + [
+        {"name": "tag", "kind": "categorical"}
+    ]
+    schema.write_text(json.dumps({"columns": columns}))
+    out = tmp_path / "run"
+    rc, _, err = run(
+        capsys, "train", "--data", data, "--schema", schema, "--out", out, "--no-pictures", *TINY
+    )
+    assert rc == 0, err
+    assert json.loads((out / "config.json").read_text())["model"]["column_kinds"][-1] == (
+        "categorical:344"
+    )

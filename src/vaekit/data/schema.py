@@ -233,7 +233,9 @@ def _infer_column(name: str, cells: list[Any], transform: str, max_int_levels: i
     if len(distinct) >= 0.95 * len(observed) and len(observed) >= 10:
         raise DataError(
             f"column {name!r} looks like an identifier (one level per row: {len(distinct)} "
-            f"levels in {len(observed)} rows); drop it"
+            f"levels in {len(observed)} rows): delete the column from the table (an "
+            "identifier has no pattern to learn), or declare it categorical in a schema "
+            "(--schema) to model it anyway"
         )
     return _fit_column(ColumnSpec(name, "categorical"), cells, transform)
 
