@@ -239,3 +239,19 @@ def test_sample_and_score_with_a_mixture_prior(tmp_path: Path, capsys) -> None:
     check_kinds(sample_table(out, 20), schema_of(out))
     scores, parts = score_table(out, PENGUINS, samples=4)  # Monte Carlo KL: no closed form
     assert np.isfinite(scores).all() and np.isfinite(parts["rate"]).all()
+
+
+def test_a_hand_edited_schema_that_no_longer_fits_the_model(
+    penguins_run: Path, tmp_path: Path, capsys
+) -> None:
+    import json
+    import shutil
+
+    edited = tmp_path / "run"
+    shutil.copytree(penguins_run, edited)
+    config = json.loads((edited / "config.json").read_text())
+    config["data"]["schema"]["columns"][0]["levels"].append("Emperor")
+    (edited / "config.json").write_text(json.dumps(config))
+    rc, _, err = run(capsys, "sample", edited, "-n", 5, "--out", tmp_path / "s.csv")
+    assert "column_kinds" in assert_one_line_error(rc, err)
+    assert not (tmp_path / "s.csv").exists()

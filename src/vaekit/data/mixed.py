@@ -111,6 +111,17 @@ def run_schema(cfg: DataConfig) -> Schema:
     return schema
 
 
+def check_model_kinds(cfg: DataConfig, kinds: tuple[str, ...]) -> None:
+    """A one-line DataError unless a table run's schema (cfg.schema) describes the columns its
+    model was built for (ModelConfig.column_kinds): e.g. after a hand edit of config.json."""
+    if column_kinds(run_schema(cfg)) != tuple(kinds):
+        raise DataError(
+            "the run's schema (data.schema in config.json) does not describe its model's "
+            "columns (model.column_kinds: kinds and numbers of levels); was config.json edited? "
+            "Train a new run with the schema you want (--schema)"
+        )
+
+
 def load_table_like_run(source: Any, cfg: DataConfig) -> tuple[torch.Tensor, None]:
     """New rows for a table run: a CSV path (or a table: dict of columns, DataFrame) encoded
     under the run's schema -> x (n, C) float32, NaN where missing. One-line DataErrors for a

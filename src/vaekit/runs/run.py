@@ -29,6 +29,7 @@ from vaekit.core.io import CheckpointError, atomic_write_text
 from vaekit.core.model import VAE
 from vaekit.core.utils import device_of
 from vaekit.data import DataError, Preprocessor, Splits, load_like_run, prepare
+from vaekit.data.mixed import check_model_kinds
 from vaekit.runs.config import RunConfig, load_run_config, save_json
 from vaekit.train import distributed
 from vaekit.train.devices import resolve_device
@@ -80,6 +81,8 @@ class Run:
                 f"{path / MODEL} does not match {path / CONFIG} (different model configs); "
                 "was one of them replaced?"
             )
+        if config.data.table == "on":  # the schema it reads tables with fits its model
+            check_model_kinds(config.data, config.model.column_kinds)
         return cls(path, config, model.to(device), _load_preprocessor(path))
 
     @property
