@@ -4,8 +4,9 @@ from vaekit import VAE, ModelConfig
 model = VAE.from_config(ModelConfig(event_shape=(1, 8, 8), latent_dim=2))
 
 The estimators over the same parts, with scikit-learn's (and PyOD's) conventions:
-vaekit.VAEClusterer (one-step clustering, a Gaussian-mixture prior) and vaekit.VAEDetector
-(anomaly detection). They are imported on first use, so `import vaekit` stays light.
+vaekit.VAEClusterer (one-step clustering, a Gaussian-mixture prior), vaekit.VAEClassifier
+(semi-supervised classification from a few labels) and vaekit.VAEDetector (anomaly
+detection). They are imported on first use, so `import vaekit` stays light.
 """
 
 from typing import Any
@@ -22,12 +23,17 @@ __all__ = [
     "ModelConfig",
     "RunConfig",
     "TrainConfig",
+    "VAEClassifier",
     "VAEClusterer",
     "VAEDetector",
 ]
 __version__ = "0.1.0"
 
-_LAZY = {"VAEClusterer": "vaekit.cluster", "VAEDetector": "vaekit.anomaly"}
+_LAZY = {
+    "VAEClassifier": "vaekit.semisupervised",
+    "VAEClusterer": "vaekit.cluster",
+    "VAEDetector": "vaekit.anomaly",
+}
 
 
 def __getattr__(name: str) -> Any:

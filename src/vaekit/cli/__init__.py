@@ -39,7 +39,7 @@ def build_parser() -> Parser:
 
 
 # Command groups that live in modules of their own: each has add_parser(sub) and run(args).
-COMMAND_MODULES = ("cluster", "score", "serve", "tables")
+COMMAND_MODULES = ("cluster", "classify", "predict", "score", "serve", "tables")
 
 
 def command_modules() -> list[Any]:

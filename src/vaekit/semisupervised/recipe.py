@@ -1,0 +1,101 @@
+"""The recipe of the semi-supervised classifier (`vaekit.semisupervised.VAEClassifier`): one
+model, the VAE with the class-indexed Gaussian prior p(y) p(z|y) (`prior="cluster"`, the
+clusterer's parts), y observed on the labelled rows and summed out under q(y|x) on the others,
+trained in stages, each a `vaekit.train.fit` run:
+
+1. `pretrain`: the networks as an autoencoder (beta = 0) on every row, labelled or not. The
+   codes are the first model's features of M1+M2 (Kingma et al. 2014): the second stage reads
+   them instead of the pixels.
+2. `initial_labels`: the known labels spread over a k-nearest-neighbour graph of the codes
+   (scikit-learn's `LabelSpreading`, k = `n_neighbors`), so every row has a first guess and
+   every class a first Gaussian (its codes' moments, `mixture_moments`).
+3. `pull`: the model trained with those guesses observed, at a high KL weight: the latent space
+   is pulled into one Gaussian per class, so that q(y|x) starts out agreeing with them.
+4. `joint`: the semi-supervised objective, per row
+       labelled (y >= 0):   E_q[log p(x|z)] - KL(q(z|x) || p(z|y)) + alpha * log q(y|x)
+       unlabelled (y = -1): E_q[log p(x|z)] - E_q(y|x)[KL(q(z|x) || p(z|y))] - KL(q(y|x) || p(y))
+   (the sum over y exact, `vaekit.core.priors.ClassGaussian.kl`; alpha = `label_weight`,
+   `vaekit.core.objectives.classification_loss`), at the full learning rate. The labelled rows
+   are repeated in the training set until they make up `labelled_fraction` of it
+   (`oversample`), so an epoch's batches hold labelled rows in that share.
+
+Predictions are argmax_y q(y|x), the responsibilities of the whole posterior under the
+mixture; nothing else classifies.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from vaekit.core.model import VAE
+from vaekit.train.config import TrainConfig
+from vaekit.train.stages import codes, train_stage, with_changes
+
+# Training lengths when left to the estimator: at least this many optimizer steps (and the
+# epoch counts in `VAEClassifier.stage_lengths`).
+PRETRAIN_STEPS, PULL_STEPS, JOINT_STEPS = 2000, 400, 4000
+
+
+def pretrain(model: VAE, x: torch.Tensor, cfg: TrainConfig, verbose: bool, device: str) -> None:
+    """Train `model` (a VAE with the normal prior) as an autoencoder, in place (beta = 0)."""
+    train_stage(model, x, with_changes(cfg, beta=0.0), verbose, device)
+
+
+def initial_labels(z: np.ndarray, y: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """A label for every row: the known labels y ((n,), -1 where unknown) spread over the
+    k-nearest-neighbour graph of the codes z (n, latent); known labels stay as given."""
+    from sklearn.semi_supervised import LabelSpreading
+
+    k = int(min(n_neighbors, len(z) - 1))
+    spread = LabelSpreading(kernel="knn", n_neighbors=max(k, 1), alpha=0.2, max_iter=100)
+    with np.errstate(divide="ignore", invalid="ignore"):  # isolated rows: no neighbour label
+        guess = spread.fit(z, y).transduction_.astype(np.int64)
+    return np.where(y >= 0, y, guess)
+
+
+def mixture_moments(
+    z: np.ndarray, z_var: np.ndarray, labels: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Means, variances (K, latent) and weights (K,) of the codes per class. The variance
+    floor adds the encoder's mean posterior variance and 1e-3 of each dimension's variance (a
+    dimension that hardly varies inside a class must not get a tiny prior variance); a class
+    without rows gets the global moments."""
+    floor = z_var.mean(0) + 1e-3 * z.var(0) + 1e-8
+    means = np.tile(z.mean(0), (k, 1))
+    variances = np.tile(z.var(0) + floor, (k, 1))
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    for c in range(k):
+        zc = z[labels == c]
+        if len(zc):
+            means[c] = zc.mean(0)
+            variances[c] = (zc.var(0) if len(zc) > 1 else 0.0) + floor
+    return means, variances, (counts + 1.0) / (counts + 1.0).sum()
+
+
+def set_prior(model: VAE, x: torch.Tensor, labels: np.ndarray) -> None:
+    """The class prior set to the per-class moments of `model`'s codes of x."""
+    z, z_var = codes(model, x)
+    model.prior.set_mixture(*mixture_moments(z, z_var, labels, model.config.num_classes))
+
+
+def take_networks(model: VAE, ae: VAE) -> None:
+    """`model` starts from the autoencoder's encoder and decoder."""
+    model.encoder.load_state_dict(ae.encoder.state_dict())
+    model.decoder.load_state_dict(ae.decoder.state_dict())
+
+
+def oversample(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Row indices of the training set: every row once, and the labelled rows (y >= 0) repeated
+    until they make up at least `fraction` of it (whole repeats, in a seeded order)."""
+    rows = np.arange(len(y))
+    labelled = np.flatnonzero(y >= 0)
+    n_l = len(labelled)
+    if n_l == 0 or n_l >= fraction * len(y):
+        return rows
+    # r extra copies: (r + 1) n_l >= fraction (n + r n_l)
+    r = math.ceil((fraction * len(y) - n_l) / (n_l * (1 - fraction)))
+    extra = np.random.default_rng(seed).permutation(np.tile(labelled, r))
+    return np.concatenate([rows, extra])

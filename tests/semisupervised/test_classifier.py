@@ -1,0 +1,265 @@
+"""The semi-supervised classifier (vaekit.semisupervised): the partly observed class variable
+in the prior and the objective, the estimator, its file, the CLI and its refusals.
+
+Tiny networks and the 8x8 digits or blobs; one thread (conftest's `one_thread`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clitools import assert_one_line_error, run, tree_hash
+from vaekit.core.config import ModelConfig
+from vaekit.core.model import VAE
+from vaekit.core.objectives import classification_loss
+from vaekit.core.posterior import DiagonalGaussian
+from vaekit.semisupervised import EXPECTED_FAILED_CHECKS, VAEClassifier
+from vaekit.semisupervised.recipe import oversample
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = dict(
+    latent_dim=4, hidden=(64,), pretrain_epochs=30, pull_epochs=10, epochs=30, batch_size=64,
+    lr=3e-3, device="cpu",
+)
+
+
+def digits_few_labels(per_class: int = 5, seed: int = 0):
+    """(x_train, y_train with -1 where hidden, x_test, y_test) of the 8x8 digits."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x, y = (d.data / 16).astype(np.float32), d.target
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(x))
+    tr, te = perm[:1400], perm[1400:]
+    shown = np.full(len(tr), -1)
+    for c in range(10):
+        rows = rng.choice(np.flatnonzero(y[tr] == c), per_class, replace=False)
+        shown[rows] = c
+    return x[tr], shown, x[te], y[te]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    x, y, xt, yt = digits_few_labels()
+    return VAEClassifier(random_state=0, **TINY).fit(x, y), x, y, xt, yt
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+
+def test_partly_observed_rate_mixes_observed_and_summed_out_rows() -> None:
+    """Rows with y >= 0 get KL(q || p(z|y)), rows with -1 the rate with y summed out: each
+    equal to the fully observed / fully inferred computation for that row."""
+    torch.manual_seed(0)
+    model = VAE.from_config(ModelConfig(event_shape=(6,), latent_dim=3, prior="cluster",
+                                        num_classes=4))
+    q = DiagonalGaussian(torch.randn(5, 3), torch.randn(5, 3) * 0.3)
+    y = torch.tensor([2, -1, 0, -1, 3])
+    mixed = model.prior.kl(q, y)
+    observed = model.prior.kl(q, y.clamp(min=0))
+    inferred = model.prior.kl(q, None)
+    expected = torch.where(y >= 0, observed, inferred)
+    torch.testing.assert_close(mixed, expected)
+    assert not torch.allclose(observed[1], inferred[1])  # the two branches differ
+    z = q.rsample(2)
+    lp = model.prior.log_prob(z, y)
+    torch.testing.assert_close(lp[:, 1], model.prior.log_prob(z, None)[:, 1])
+    torch.testing.assert_close(lp[:, 0], model.prior.log_prob(z, y.clamp(min=0))[:, 0])
+
+
+def test_classification_term_counts_labelled_rows_only() -> None:
+    torch.manual_seed(0)
+    model = VAE.from_config(ModelConfig(event_shape=(6,), latent_dim=3, prior="cluster",
+                                        num_classes=4, label_weight=2.0))
+    q = DiagonalGaussian(torch.randn(4, 3), torch.zeros(4, 3))
+    log_q = model.prior.class_log_posterior(q)
+    y = torch.tensor([1, -1, 3, -1])
+    expected = -(log_q[0, 1] + log_q[2, 3]) / 2
+    torch.testing.assert_close(classification_loss(model.prior, q, y), expected)
+    assert float(classification_loss(model.prior, q, torch.full((4,), -1))) == 0.0
+    # the total adds alpha times it; rate and distortion are the bound's
+    x = torch.rand(4, 6).round()
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        with_term = model.loss(x, y)
+    model.config.label_weight = 0.0
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        without = model.loss(x, y)
+    torch.testing.assert_close(with_term.rate, without.rate)
+    assert float(with_term.total - without.total) > 0
+
+
+def test_oversample_makes_labelled_rows_the_asked_share() -> None:
+    y = np.full(1000, -1)
+    y[:20] = np.arange(20) % 4
+    rows = oversample(y, 0.1, seed=0)
+    share = (y[rows] >= 0).mean()
+    assert 0.1 <= share < 0.12
+    assert set(rows[:1000]) == set(range(1000))  # every row once, then repeats
+    assert len(oversample(np.zeros(50, int), 0.1, 0)) == 50  # all labelled: no repeats
+
+
+# --- the estimator -----------------------------------------------------------------------------
+
+
+def test_learns_from_few_labels_and_beats_its_labelled_rows_alone(fitted) -> None:
+    est, x, y, xt, yt = fitted
+    acc = est.score(xt, yt)
+    from sklearn.svm import SVC
+
+    labelled = y >= 0
+    alone = SVC().fit(x[labelled], y[labelled]).score(xt, yt)
+    assert acc > 0.8 and acc > alone, (acc, alone)
+    p = est.predict_proba(xt)
+    assert p.shape == (len(xt), 10)
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-6)
+    assert (est.classes_[p.argmax(1)] == est.predict(xt)).all()
+    assert est.transform(xt).shape == (len(xt), 4)
+
+
+def test_predictions_do_not_depend_on_the_batch(fitted) -> None:
+    est, _, _, xt, _ = fitted
+    whole = est.predict_proba(xt)
+    one = np.concatenate([est.predict_proba(xt[i : i + 1]) for i in range(5)])
+    np.testing.assert_array_equal(whole[:5], one)
+
+
+def test_sample_of_a_class_is_judged_that_class(fitted) -> None:
+    est, _, _, xt, yt = fitted
+    from sklearn.neighbors import KNeighborsClassifier
+
+    judge = KNeighborsClassifier(3).fit(xt, yt)
+    hits = [(judge.predict(est.sample(20, label=c, random_state=1)) == c).mean() for c in range(10)]
+    assert np.mean(hits) > 0.6, hits
+    assert est.sample(3, label=2).shape == (3, 64)
+    with pytest.raises(ValueError, match="not a class"):
+        est.sample(2, label=11)
+
+
+def test_save_load_round_trip(fitted, tmp_path: Path) -> None:
+    est, _, _, xt, _ = fitted
+    est.save(tmp_path / "c.safetensors")
+    back = VAEClassifier.load(tmp_path / "c.safetensors")
+    np.testing.assert_array_equal(back.predict_proba(xt), est.predict_proba(xt))
+    assert back.get_params() == est.get_params()
+    assert list(back.classes_) == list(est.classes_)
+
+
+def test_string_labels_and_clone() -> None:
+    from sklearn.base import clone
+
+    x, y, _, _ = digits_few_labels(per_class=10)
+    keep = y < 3
+    names = np.array(["zero", "one", "two"])[np.where(y[keep] >= 0, y[keep], 0)]
+    names[y[keep] < 0] = "-1"
+    est = VAEClassifier(random_state=0, **{**TINY, "epochs": 5})
+    fitted = clone(est).fit(x[keep], names)
+    assert sorted(fitted.classes_) == ["one", "two", "zero"]
+    assert set(fitted.predict(x[keep][:20])) <= {"zero", "one", "two"}
+    assert clone(est).get_params() == est.get_params()
+
+
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (np.full(40, -1), "no row has a label"),
+        (np.r_[np.zeros(20), np.full(20, -1)], "1 class"),
+        (np.r_[np.arange(20) % 2, np.full(20, -1)] + 0.5, "Unknown label type: continuous"),
+        (np.r_[np.arange(20) % 2, np.full(19, -1)], "one label per row"),
+    ],
+)
+def test_bad_labels_are_one_line_errors(y, message) -> None:
+    x = np.random.default_rng(0).random((40, 6)).astype(np.float32)
+    with pytest.raises(ValueError, match=message) as e:
+        VAEClassifier(**TINY).fit(x, y)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_labels_with_n_classes() -> None:
+    x = np.random.default_rng(0).random((40, 6)).astype(np.float32)
+    y = np.r_[np.arange(20) % 2, np.full(20, -1)]
+    with pytest.raises(ValueError, match=r"class\(es\) \[2\]"):
+        VAEClassifier(3, **TINY).fit(x, y)
+    with pytest.raises(ValueError, match=r"n_classes \(--classes\) must be an integer >= 2"):
+        VAEClassifier(1, **TINY).fit(x, y)
+    with pytest.raises(ValueError, match=r"labels are 0\.\.1"):
+        VAEClassifier(2, **TINY).fit(x, np.r_[np.arange(20) % 3, np.full(20, -1)])
+    bad = x.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        VAEClassifier(**TINY).fit(bad, y)
+
+
+def test_check_estimator_fails_only_the_listed_checks() -> None:
+    from sklearn.utils.estimator_checks import check_estimator
+
+    est = VAEClassifier(latent_dim=2, hidden=(16,), pretrain_epochs=40, pull_epochs=20,
+                        epochs=40, batch_size=32, lr=3e-3, random_state=0, device="cpu")
+    results = check_estimator(est, expected_failed_checks=EXPECTED_FAILED_CHECKS,
+                              on_fail=None, on_skip=None)
+    failed = {r["check_name"] for r in results if r["status"] == "failed"}
+    xfailed = {r["check_name"] for r in results if r["status"] == "xfail"}
+    assert failed == set()
+    assert xfailed == set(EXPECTED_FAILED_CHECKS)  # none is stale
+
+
+# --- the command line --------------------------------------------------------------------------
+
+CLI_TINY = ["--hidden", "64", "--latent-dim", "4", "--pretrain-epochs", "20",
+            "--pull-epochs", "5", "--epochs", "10", "--quiet"]
+
+
+def test_classify_predict_sample_on_a_run(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    rc, said, err = run(capsys, "classify", "--data", "digits", "--labels-per-class", "5",
+                        "--out", out, *CLI_TINY)
+    assert rc == 0, err
+    assert "50 labelled" in said
+    figures = json.loads((out / "evaluation.json").read_text())
+    assert figures["labelled training rows"] == 50 and 0 <= figures["held-out accuracy"] <= 1
+    for name in ("config.json", "model.safetensors", "classifier.safetensors", "report.html",
+                 "confusion.png", "classes.png", "latent_known.png", "latent_predicted.png"):
+        assert (out / name).is_file(), name
+    rc, _, err = run(capsys, "predict", out, "--data", "digits", "--out", tmp_path / "p.csv")
+    assert rc == 0, err
+    rows = list(csv.reader((tmp_path / "p.csv").open()))
+    assert rows[0] == ["index", "class", *(f"p_{c}" for c in range(10))] and len(rows) == 1798
+    assert abs(sum(float(v) for v in rows[1][2:]) - 1) < 1e-4
+    rc, _, err = run(capsys, "sample", out, "--label", "3", "-n", "4", "--out",
+                     tmp_path / "s.npz")
+    assert rc == 0, err
+    assert np.load(tmp_path / "s.npz")["x"].shape == (4, 1, 8, 8)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--labels-per-class", "500"], "more than class"),
+        (["--labels-per-class", "0"], ">= 1"),
+        (["--classes", "12"], "no labelled row"),
+    ],
+)
+def test_classify_refusals_write_nothing(tmp_path: Path, capsys, extra, message) -> None:
+    out = tmp_path / "run"
+    before = tree_hash(tmp_path)
+    rc, _, err = run(capsys, "classify", "--data", "digits", "--out", out, *CLI_TINY, *extra)
+    line = assert_one_line_error(rc, err)
+    assert message in line
+    assert tree_hash(tmp_path) == before
+
+
+def test_classify_without_labels_points_to_cluster(tmp_path: Path, capsys) -> None:
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((50, 6)).astype(np.float32))
+    rc, _, err = run(capsys, "classify", "--data", tmp_path / "x.npy", "--out",
+                     tmp_path / "run", *CLI_TINY)
+    assert "vaekit cluster" in assert_one_line_error(rc, err)
+    assert not (tmp_path / "run").exists()
