@@ -238,6 +238,19 @@ def test_classify_predict_sample_on_a_run(tmp_path: Path, capsys) -> None:
                      tmp_path / "s.npz")
     assert rc == 0, err
     assert np.load(tmp_path / "s.npz")["x"].shape == (4, 1, 8, 8)
+    rc, _, err = run(capsys, "encode", out, "--data", "digits", "--out", tmp_path / "z.npz")
+    assert rc == 0, err
+    assert np.load(tmp_path / "z.npz")["mean"].shape == (1797, 4)
+    # the explorer reads it as any run with classes
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from vaekit.serve.app import create_app
+
+    with TestClient(create_app(out)) as client:
+        assert client.get("/api/info").status_code == 200
+        r = client.post("/api/sample", json={"n": 2, "y": 3})
+        assert r.status_code == 200, r.text
 
 
 @pytest.mark.parametrize(
