@@ -54,9 +54,13 @@ def add_parser(sub: Any) -> None:
 
 def add_model_flags(g: Any) -> None:
     """The model: networks, likelihood, prior, conditional."""
-    g.add_argument("--latent-dim", type=int, help="latent dimensions [16]")
+    g.add_argument("--latent-dim", type=int, help="latent dimensions [16; a table: 8]")
     g.add_argument("--arch", choices=["mlp", "conv"], help="network type [mlp]")
-    g.add_argument("--hidden", type=hidden_sizes, help="MLP hidden sizes, e.g. 512,256 [512,256]")
+    g.add_argument(
+        "--hidden",
+        type=hidden_sizes,
+        help="MLP hidden sizes, e.g. 512,256 [512,256; a table: 128,64]",
+    )
     g.add_argument("--conv-channels", type=ints, help="conv channels per stride-2 layer [32,64]")
     g.add_argument("--activation", help="relu, gelu, elu, tanh, softplus, leaky_relu, silu [relu]")
     g.add_argument(
@@ -121,7 +125,9 @@ def add_data_flags(g: Any) -> None:
 
 def add_training_flags(g: Any) -> None:
     """The objective, the optimiser, the final evaluation, and where and how it runs."""
-    g.add_argument("--epochs", type=int, help="[30]")
+    g.add_argument(
+        "--epochs", type=int, help="[30; a table: enough for 3,000 optimizer steps, >= 30]"
+    )
     g.add_argument("--batch-size", type=int, help="[128]")
     g.add_argument("--lr", type=float, help="Adam learning rate [1e-3]")
     g.add_argument("--seed", type=int, help="seed of initialisation and training noise [0]")
@@ -245,7 +251,32 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
         merged["model"]["decoder"] = args.objective != "infomax"
     if _prior_left_to_default(args):  # a conditional model's default prior: ModelConfig's auto
         merged["model"]["prior"] = "auto"
+    if not args.config and not args.resume:
+        _table_defaults(args, merged)
     return from_dict(RunConfig, merged, strict=True)
+
+
+def _table_defaults(args: argparse.Namespace, merged: dict[str, Any]) -> None:
+    """A table's defaults (vaekit.data.mixed.table_defaults: a per-step floor on the epochs,
+    a smaller network) for --epochs / --hidden / --latent-dim not given, where the data are
+    read as a table."""
+    from vaekit.core.config import from_dict
+    from vaekit.data.config import DataConfig
+    from vaekit.data.mixed import table_defaults, table_rows
+
+    if all(getattr(args, flag) is not None for flag in ("epochs", "hidden", "latent_dim")):
+        return
+    data = from_dict(DataConfig, merged["data"], strict=True)
+    n_rows = table_rows(data)
+    if n_rows is None:
+        return
+    auto = table_defaults(n_rows, data, int(merged["train"]["batch_size"]))
+    for flag, (section, name) in (("epochs", ("train", "epochs")),
+                                  ("hidden", ("model", "hidden")),
+                                  ("latent_dim", ("model", "latent_dim"))):
+        if getattr(args, flag) is None:
+            value = auto[flag]
+            merged[section][name] = list(value) if isinstance(value, tuple) else value
 
 
 def _prior_left_to_default(args: argparse.Namespace) -> bool:

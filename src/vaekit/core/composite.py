@@ -82,6 +82,10 @@ class CompositeLikelihood(Likelihood):
     """
 
     name = "composite"
+    # training only: each observed cell is hidden from the encoder with this probability (the
+    # likelihood still scores it), so q(z|x) learns to read rows with gaps; a valid ELBO still
+    # (any q is); evaluation, sampling and imputation see every observed cell
+    cell_dropout = 0.2
 
     def __init__(self, blocks: Iterable[Block | tuple[str, int] | str], sigma: float = 1.0):
         self.blocks = as_blocks(blocks)
@@ -196,7 +200,9 @@ class CompositeLikelihood(Likelihood):
         column (1 observed, 0 missing).
         """
         observed = ~torch.isnan(x)
-        clean = torch.nan_to_num(x, nan=0.0)
+        if self.training and self.cell_dropout > 0:  # practice for rows with gaps (impute)
+            observed = observed & (torch.rand(x.shape, device=x.device) >= self.cell_dropout)
+        clean = torch.nan_to_num(x, nan=0.0).masked_fill(~observed, 0.0)
         values = x.new_zeros((*x.shape[:-1], self.param_dim + 1))  # +1: the pad slot
         values[..., self.num_params] = clean[..., self.num_cols]
         values[..., self.bin_params] = clean[..., self.bin_cols]

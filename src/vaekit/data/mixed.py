@@ -128,3 +128,52 @@ def load_table_like_run(source: Any, cfg: DataConfig) -> tuple[torch.Tensor, Non
     missing or extra column, an unknown category, a cell that does not fit its kind."""
     table = read_table(source) if isinstance(source, (str, Path)) else as_columns(source)
     return encode_rows(table, run_schema(cfg)), None
+
+
+# The defaults of a table run where the user gives none (`vaekit train` without --epochs /
+# --hidden / --latent-dim, `vaekit.tables.train_table`): measured in benchmarks/bench_tables.py
+# (docs/benchmarks/tables.md). A small table gets enough epochs for TABLE_MIN_STEPS optimizer
+# steps (30 epochs of 344 penguins are 60 steps: far from trained).
+TABLE_MIN_STEPS = 3000
+TABLE_MIN_EPOCHS = 30
+TABLE_HIDDEN = (128, 64)
+TABLE_LATENT = 8
+
+
+def table_epochs(n_train: int, batch_size: int, min_steps: int = TABLE_MIN_STEPS) -> int:
+    """Epochs of a table run: at least TABLE_MIN_EPOCHS, and enough for `min_steps` steps."""
+    steps_per_epoch = max(1, -(-int(n_train) // int(batch_size)))
+    return max(TABLE_MIN_EPOCHS, -(-int(min_steps) // steps_per_epoch))
+
+
+def table_defaults(n_rows: int, cfg: DataConfig, batch_size: int) -> dict[str, Any]:
+    """The model/train defaults of a table of n_rows rows split as cfg says: epochs (the
+    per-step floor over the training split), hidden sizes and latent size."""
+    n_train = max(1, round(n_rows * (1.0 - cfg.val_fraction - cfg.test_fraction)))
+    return {"epochs": table_epochs(n_train, batch_size), "hidden": TABLE_HIDDEN,
+            "latent_dim": TABLE_LATENT}
+
+
+def table_rows(cfg: DataConfig) -> int | None:
+    """The number of rows of cfg.source when `vaekit train` would read it as a table (the
+    same rule as `vaekit.data.splits.prepare`: table "on", a schema, or "auto" and a CSV with
+    a text cell or a gap), else None. Unreadable sources are None: training reports them."""
+    wanted = wants_table(cfg)
+    if wanted is False or (wanted is None and not may_be_table(cfg)):
+        return None
+    try:
+        table = read_table(cfg.source)
+    except (DataError, OSError, UnicodeDecodeError):
+        return None
+    n = len(next(iter(table.values()), []))
+    if wanted or any(not _is_number(cell) for cells in table.values() for cell in cells):
+        return n
+    return None
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return cell.strip() != ""

@@ -2,14 +2,16 @@
 
 How a missing cell is filled: the row's observed cells give the posterior q(z|x_obs) (the
 encoder sees them and which cells are missing); S draws z_1..z_S of it (S = `samples`, 100)
-each give p(x|z_s); then per cell
-- numeric (continuous, integer): the mean over the draws of the decoder's Gaussian mean, each
-  mapped back to the column's units (inverse transform) before averaging: the posterior
-  predictive mean, clipped to the training range, rounded as the data were written (an
-  integer column to a whole number);
-- categorical: the level of highest probability averaged over the draws (the predictive mode);
-- binary: levels[1] where the averaged P(x = 1) >= 0.5, else levels[0] (the mode).
-"""
+each give p(x|z_s) and an importance weight w_s proportional to
+p(x_obs|z_s) p(z_s) / q(z_s|x_obs), normalised over the draws (MIWAE's imputation, Mattei &
+Frellsen 2019: the weighted draws stand for p(z|x_obs) of the model itself, which q only
+approximates; importance=False gives every draw the same weight); then per cell
+- numeric (continuous, integer): the weighted mean over the draws of the decoder's Gaussian
+  mean, each mapped back to the column's units (inverse transform) before averaging: the
+  posterior predictive mean, clipped to the training range, rounded as the data were written
+  (an integer column to a whole number);
+- categorical: the level of highest weighted-average probability (the predictive mode);
+- binary: levels[1] where the weighted-average P(x = 1) >= 0.5, else levels[0] (the mode)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,10 @@ from vaekit.tables.synth import as_frame_like, generator, table_run
 BATCH = 512  # rows per posterior pass: S x BATCH x P parameters at a time
 
 
-def impute(run: Run | str | Path, table: Any, *, samples: int = 100, seed: int = 0) -> Any:
+def impute(
+    run: Run | str | Path, table: Any, *, samples: int = 100, seed: int = 0,
+    importance: bool = True,
+) -> Any:
     """`table` (a CSV path, a dict of columns or a DataFrame) with its missing cells filled in
     by the run (see the module docstring for how); every observed cell is returned as given.
 
@@ -40,7 +45,9 @@ def impute(run: Run | str | Path, table: Any, *, samples: int = 100, seed: int =
     run, schema = table_run(run)
     cols = read_table(table) if isinstance(table, (str, Path)) else as_columns(table)
     x, mask = encode(cols, schema)
-    values = predict_cells(run, schema, torch.from_numpy(x), samples=samples, seed=seed)
+    values = predict_cells(
+        run, schema, torch.from_numpy(x), samples=samples, seed=seed, importance=importance
+    )
     out = {name: list(cells) for name, cells in cols.items()}
     for j, name in enumerate(schema.names):
         for i in np.flatnonzero(~mask[:, j]):
@@ -50,7 +57,8 @@ def impute(run: Run | str | Path, table: Any, *, samples: int = 100, seed: int =
 
 @torch.no_grad()
 def predict_cells(
-    run: Run, schema: Schema, x: torch.Tensor, *, samples: int, seed: int
+    run: Run, schema: Schema, x: torch.Tensor, *, samples: int, seed: int,
+    importance: bool = True,
 ) -> dict[str, list[Any]]:
     """Every cell's prediction from the run given the row's observed cells (x: (n, C) encoded,
     NaN where missing): dict column -> n values in the column's own kind (module docstring)."""
@@ -65,19 +73,30 @@ def predict_cells(
         eps = torch.randn((samples, *q.mean.shape), generator=gen, device=q.mean.device)
         z = q.mean + torch.exp(0.5 * q.logvar) * eps  # (S, batch, latent)
         params = model.decoder_params(z)  # (S, batch, P)
+        w = weights(model, params, xb, z, q) if importance else torch.full(
+            z.shape[:2], 1.0 / samples, device=z.device)  # (S, batch), sum 1 over S
+        wn = w.cpu().double().numpy()
         means = lik.mean(params).cpu().double().numpy()  # (S, batch, C)
-        probs = lik.level_probabilities(params).mean(0).cpu().numpy()  # (batch, n_cat, K)
+        probs = (lik.level_probabilities(params) * w[..., None, None]).sum(0).cpu().numpy()
         cat = {int(j): k for k, j in enumerate(lik.cat_cols.tolist())}
         for j, spec in enumerate(schema.columns):
             if j in numeric:
-                v = np.mean([inverse(spec.transform, m) for m in means[:, :, j]], axis=0)
+                v = (np.stack([inverse(spec.transform, m) for m in means[:, :, j]]) * wn).sum(0)
                 places = spec.transform.get("decimals")
                 v = np.round(v, places) if places is not None else v
                 cells = [int(t) for t in np.rint(v)] if spec.kind == "integer" else v.tolist()
             elif spec.kind == "binary":
-                cells = [spec.levels[int(p >= 0.5)] for p in means[:, :, j].mean(0)]
+                cells = [spec.levels[int(p >= 0.5)] for p in (means[:, :, j] * wn).sum(0)]
             else:
                 best = probs[:, cat[j], : len(spec.levels)].argmax(-1)
                 cells = [spec.levels[int(i)] for i in best]
             parts[spec.name].extend(cells)
     return parts
+
+
+def weights(model: Any, params: torch.Tensor, x: torch.Tensor, z: torch.Tensor, q: Any
+            ) -> torch.Tensor:
+    """Self-normalised importance weights of the draws z (S, batch, latent): softmax over S
+    of log p(x_obs|z) + log p(z) - log q(z|x_obs) (a missing cell adds 0 to log p(x|z))."""
+    log_w = model.likelihood.log_prob(params, x) + model.prior.log_prob(z) - q.log_prob(z)
+    return torch.softmax(log_w.double(), 0).to(params.dtype)

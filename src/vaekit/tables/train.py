@@ -1,0 +1,83 @@
+"""Training on a table from Python, with the table defaults of `vaekit train`.
+
+    from vaekit.tables import train_table
+    run = train_table("examples/penguins.csv", "runs/penguins")   # or a DataFrame / dict
+
+Defaults (where an argument is None; `vaekit.data.mixed.table_defaults`): epochs enough for
+TABLE_MIN_STEPS optimizer steps over the training split (at least 30), hidden sizes
+TABLE_HIDDEN, latent size TABLE_LATENT; everything else as `RunConfig()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from vaekit.core.config import ModelConfig
+from vaekit.data.config import DataConfig
+from vaekit.data.mixed import table_defaults
+from vaekit.data.tabular import as_columns, read_table, write_table
+from vaekit.runs.config import RunConfig
+from vaekit.runs.run import Run, train_run
+from vaekit.train.config import TrainConfig
+
+
+def train_table(
+    table: Any,
+    out: str | Path,
+    *,
+    epochs: int | None = None,
+    hidden: tuple[int, ...] | list[int] | None = None,
+    latent_dim: int | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    schema: Any = None,
+    force: bool = False,
+    progress: bool = False,
+    pictures: bool = False,
+    device: str = "cpu",
+    **train: Any,
+) -> Run:
+    """A run trained on `table` (a CSV path, a dict of columns or a pandas DataFrame) in
+    `out`, with the table defaults for what is not given (module docstring); `train` holds
+    further TrainConfig fields (batch_size, lr, patience, ...). A table given in memory is
+    written to a temporary CSV first (the run's config names that file as its source)."""
+    data = dict(val_fraction=val_fraction, test_fraction=test_fraction, schema=schema,
+                table="on")
+    if isinstance(table, (str, Path)):
+        cols = read_table(table)
+        return _train(cols, str(table), out, epochs, hidden, latent_dim, seed, data,
+                      dict(force=force, progress=progress, pictures=pictures, device=device),
+                      train)
+    cols = as_columns(table)
+    with tempfile.TemporaryDirectory(prefix="vaekit_table_") as tmp:
+        path = Path(tmp) / "table.csv"
+        write_table(path, {k: [None if _gap(c) else c for c in v] for k, v in cols.items()})
+        return _train(cols, str(path), out, epochs, hidden, latent_dim, seed, data,
+                      dict(force=force, progress=progress, pictures=pictures, device=device),
+                      train)
+
+
+def _gap(cell: Any) -> bool:
+    """A missing cell of a DataFrame or list: None or a float NaN (pandas' NaN / NA)."""
+    return cell is None or (isinstance(cell, float) and cell != cell) or str(cell) == "<NA>"
+
+
+def _train(cols: dict[str, list[Any]], source: str, out: str | Path, epochs: int | None,
+           hidden: Any, latent_dim: int | None, seed: int, data: dict[str, Any],
+           run_args: dict[str, Any], train: dict[str, Any]) -> Run:
+    data_cfg = DataConfig(source=source, **data)
+    train_cfg = TrainConfig(seed=seed, **train)
+    n_rows = len(next(iter(cols.values())))
+    auto = table_defaults(n_rows, data_cfg, train_cfg.batch_size)
+    train_cfg = dataclasses.replace(
+        train_cfg, epochs=int(epochs) if epochs is not None else auto["epochs"]
+    )
+    model = ModelConfig(hidden=tuple(hidden) if hidden is not None else auto["hidden"],
+                        latent_dim=latent_dim if latent_dim is not None else auto["latent_dim"])
+    config = RunConfig(model=model, data=data_cfg, train=train_cfg)
+    run, _ = train_run(config, out, **run_args)
+    return run

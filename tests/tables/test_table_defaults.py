@@ -1,0 +1,100 @@
+"""The table defaults (issue 30, phase 3): a per-step floor on the epochs of a small table, a
+smaller network; `vaekit train` and `vaekit.tables.train_table` apply them where nothing is
+given, and never to an all-numeric CSV or over a flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaekit.cli import build_parser
+from vaekit.cli.train import run_config_from_args
+from vaekit.core.composite import CompositeLikelihood
+from vaekit.data.config import DataConfig
+from vaekit.data.mixed import (
+    TABLE_HIDDEN,
+    TABLE_LATENT,
+    TABLE_MIN_EPOCHS,
+    TABLE_MIN_STEPS,
+    table_defaults,
+    table_epochs,
+    table_rows,
+)
+from vaekit.data.tabular import read_table
+
+PENGUINS = Path(__file__).resolve().parents[2] / "examples" / "penguins.csv"
+
+
+def config(*argv: str):
+    return run_config_from_args(build_parser().parse_args(["train", *argv]))
+
+
+def test_table_epochs_floor() -> None:
+    assert table_epochs(240, 128) == -(-TABLE_MIN_STEPS // 2)  # 2 steps an epoch
+    assert table_epochs(10**6, 128) == TABLE_MIN_EPOCHS  # a big table: the usual 30
+    assert table_epochs(1, 128) == TABLE_MIN_STEPS  # one row: one step an epoch
+    steps = table_epochs(5000, 128) * -(-5000 // 128)
+    assert TABLE_MIN_STEPS <= steps < TABLE_MIN_STEPS + 40
+
+
+def test_table_defaults_count_the_training_split() -> None:
+    cfg = DataConfig(source="t.csv", val_fraction=0.1, test_fraction=0.2)
+    auto = table_defaults(344, cfg, 128)  # 241 training rows: 2 steps an epoch
+    assert auto == {"epochs": table_epochs(241, 128), "hidden": TABLE_HIDDEN,
+                    "latent_dim": TABLE_LATENT}
+
+
+def test_vaekit_train_on_a_table_takes_the_table_defaults(tmp_path: Path) -> None:
+    cfg = config("--data", str(PENGUINS), "--out", str(tmp_path / "r"))
+    assert cfg.model.hidden == TABLE_HIDDEN and cfg.model.latent_dim == TABLE_LATENT
+    assert cfg.train.epochs == table_defaults(344, cfg.data, 128)["epochs"]
+    given = config("--data", str(PENGUINS), "--out", str(tmp_path / "r"), "--epochs", "7",
+                   "--hidden", "32,16", "--batch-size", "16")
+    assert given.train.epochs == 7 and given.model.hidden == (32, 16)
+    assert given.model.latent_dim == TABLE_LATENT
+    small_batch = config("--data", str(PENGUINS), "--out", str(tmp_path / "r"),
+                         "--batch-size", "16")
+    assert small_batch.train.epochs == table_epochs(241, 16)
+
+
+def test_numeric_data_keep_the_usual_defaults(tmp_path: Path) -> None:
+    data = tmp_path / "n.csv"
+    data.write_text("a,b\n" + "".join(f"{i},{i * 0.5}\n" for i in range(50)))
+    for argv in (["--data", str(data)], ["--data", "digits"]):
+        cfg = config(*argv, "--out", str(tmp_path / "r"))
+        assert cfg.train.epochs == 30 and cfg.model.hidden == (512, 256)
+        assert cfg.model.latent_dim == 16
+    assert table_rows(DataConfig(source=str(data))) is None
+    assert table_rows(DataConfig(source=str(data), table="on")) == 50
+    assert table_rows(DataConfig(source=str(PENGUINS))) == 344
+    assert table_rows(DataConfig(source=str(PENGUINS), table="off")) is None
+    assert table_rows(DataConfig(source=str(tmp_path / "missing.csv"))) is None
+
+
+def test_cell_dropout_only_while_training() -> None:
+    lik = CompositeLikelihood(["continuous", ("categorical", 3), "binary"])
+    x = torch.tensor([[0.5, 2.0, 1.0]]).repeat(2000, 1)
+    lik.eval()
+    assert torch.equal(lik.encoder_input(x), lik.encoder_input(x[:1]).expand(2000, -1))
+    lik.train()
+    torch.manual_seed(0)
+    bits = lik.encoder_input(x)[:, -3:]  # the observed bits
+    assert abs(1 - bits.mean().item() - lik.cell_dropout) < 0.03
+    assert torch.all(lik.encoder_input(x.new_full((4, 3), float("nan")))[:, -3:] == 0)
+
+
+def test_train_table_from_columns_and_a_dataframe(tmp_path: Path) -> None:
+    from vaekit.tables import sample_table, train_table
+
+    run = train_table(read_table(PENGUINS), tmp_path / "run", epochs=2, hidden=(16,),
+                      latent_dim=2)
+    assert run.config.train.epochs == 2 and run.config.model.hidden == (16,)
+    assert run.config.data.table == "on" and (tmp_path / "run" / "model.safetensors").is_file()
+    rows = sample_table(run, 5)
+    assert list(rows) == list(read_table(PENGUINS)) and len(rows["species"]) == 5
+    pd = pytest.importorskip("pandas")
+    frame = pd.read_csv(PENGUINS)  # NaN gaps, int and float columns
+    again = train_table(frame, tmp_path / "frame", epochs=2, hidden=(16,), latent_dim=2)
+    assert again.config.data.schema["columns"] == run.config.data.schema["columns"]
