@@ -276,3 +276,28 @@ def test_classify_without_labels_points_to_cluster(tmp_path: Path, capsys) -> No
                      tmp_path / "run", *CLI_TINY)
     assert "vaekit cluster" in assert_one_line_error(rc, err)
     assert not (tmp_path / "run").exists()
+
+
+def test_classify_a_csv_whose_label_column_has_names_and_gaps(tmp_path: Path, capsys) -> None:
+    """Empty label cells are unlabelled rows; the run's classes keep the column's names."""
+    rng = np.random.default_rng(0)
+    lines = ["a,b,c,kind"]
+    for i in range(150):
+        k = i % 3
+        name = "xyz"[k] if i < 30 else ""
+        lines.append(f"{k + rng.random():.3f},{rng.random():.3f},{2 * k + rng.random():.3f},{name}")
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    rc, _, err = run(capsys, "classify", "--data", tmp_path / "t.csv", "--label-column",
+                        "kind", "--out", out, *CLI_TINY)
+    assert rc == 0, err
+    labelled = json.loads((out / "evaluation.json").read_text())["labelled training rows"]
+    assert 0 < labelled < 30  # the labelled rows of the training split only
+    rc, _, err = run(capsys, "predict", out, "--data", tmp_path / "t.csv", "--out",
+                     tmp_path / "p.csv")
+    assert rc == 0, err
+    header = next(csv.reader((tmp_path / "p.csv").open()))
+    assert header == ["index", "class", "p_x", "p_y", "p_z"]
+    rc, _, err = run(capsys, "sample", out, "--label", "y", "-n", "2", "--out",
+                     tmp_path / "s.npz")
+    assert rc == 0, err

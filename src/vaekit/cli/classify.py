@@ -87,8 +87,12 @@ def run(args: argparse.Namespace) -> int:
     y = _unlabelled_as_minus_one(splits.train.y.numpy(), splits.classes)
     if args.labels_per_class is not None:
         y = hide_labels(y, args.labels_per_class, args.seed)
+    y_test = None
+    if splits.test.y is not None:
+        y_test = _named(_unlabelled_as_minus_one(splits.test.y.numpy(), splits.classes), splits)
+    y = _named(y, splits)
     est = _fit(args, splits.train.x.numpy(), y, device)
-    figures = write_run(out, est, data, splits, y)
+    figures = write_run(out, est, data, splits, y, y_test)
     accuracy = figures.get("held-out accuracy")
     said = "" if accuracy is None else f"; held-out accuracy {accuracy:.4f}"
     print(f"wrote {out}: {figures['labelled training rows']} labelled and "
@@ -110,6 +114,17 @@ def _unlabelled_as_minus_one(y: Any, classes: list[str] | None) -> Any:
     mapping = np.full(len(classes), -1, dtype=np.int64)
     mapping[keep] = np.arange(len(keep))
     return mapping[y]
+
+
+def _named(codes: Any, splits: Any) -> Any:
+    """Label codes as the source's class names where it has them ("-1": no label), so the run's
+    classes carry their names; codes as they are otherwise."""
+    import numpy as np
+
+    if not splits.classes:
+        return codes
+    names = np.array([c for c in splits.classes if c.strip() not in ("", "-1")], dtype=object)
+    return np.where(codes >= 0, names[codes.clip(0)], "-1").astype(str)
 
 
 def _fit(args: argparse.Namespace, x: Any, y: Any, device: str) -> Any:

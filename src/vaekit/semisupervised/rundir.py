@@ -45,16 +45,17 @@ def write_run(
     data: DataConfig,
     splits: Any,
     y_train: np.ndarray,
+    y_test: np.ndarray | None,
 ) -> dict[str, Any]:
     """Write the run directory `out` for the fitted `est` (trained on splits.train with the
-    labels y_train, -1 where hidden or unknown) and return its held-out figures."""
+    labels y_train, -1 where hidden or unknown; y_test: the held-out rows' labels in the same
+    terms, or None) and return its held-out figures."""
     from vaekit.semisupervised.plots import classifier_figures, confusion_figure
     from vaekit.viz.report import write_report
 
     out.mkdir(parents=True, exist_ok=True)
     model = est.model_
-    named = splits.classes or []
-    names = [named[v] if 0 <= v < len(named) else str(v) for v in est.classes_.tolist()]
+    names = [str(v) for v in est.classes_.tolist()]
     config = RunConfig(model=model.config, data=data, train=TrainConfig(epochs=est.n_iter_))
     save_json(config, out / CONFIG)
     atomic_write_text(out / PREPROCESSING, json.dumps(splits.preprocessor.to_dict(), indent=2))
@@ -62,14 +63,13 @@ def write_run(
     est.save(out / ESTIMATOR)
     x_train = splits.train.x.numpy()
     figures: dict[str, Any] = {
-        "labelled training rows": int((y_train >= 0).sum()),
-        "unlabelled training rows": int((y_train < 0).sum()),
+        "labelled training rows": int(labelled(y_train).sum()),
+        "unlabelled training rows": int((~labelled(y_train)).sum()),
     }
     test = splits.test
     images: dict[str, Path] = {}
-    if test.y is not None and len(test.x) and (test.y.numpy() >= 0).any():
-        y_test = test.y.numpy()
-        rows = y_test >= 0
+    if y_test is not None and len(test.x) and labelled(y_test).any():
+        rows = labelled(y_test)
         pred = est.predict(test.x.numpy()[rows])
         figures["held-out accuracy"] = float((pred == y_test[rows]).mean())
         figures["held-out labelled rows"] = int(rows.sum())
@@ -91,10 +91,16 @@ def write_run(
     return figures
 
 
+def labelled(y: np.ndarray) -> np.ndarray:
+    """(n,) bool: the rows of y (integers or names) that hold a label (not -1 / "-1")."""
+    return np.asarray(y).astype(str) != "-1"
+
+
 def _indices(est: VAEClassifier, y: np.ndarray) -> np.ndarray:
-    """Labels (of classes_, -1: none) as indices into classes_ (-1 stays -1)."""
+    """Labels (of classes_, -1: none) as indices into classes_ (-1 for none)."""
+    y = np.asarray(y)
     index = np.searchsorted(est.classes_, y).clip(0, len(est.classes_) - 1)
-    return np.where((y >= 0) & (est.classes_[index] == y), index, -1)
+    return np.where(labelled(y) & (est.classes_[index] == y), index, -1)
 
 
 def load_classifier_run(run_dir: Path) -> VAEClassifier:
@@ -108,4 +114,4 @@ def load_classifier_run(run_dir: Path) -> VAEClassifier:
     return VAEClassifier.load(path)
 
 
-__all__ = ["ESTIMATOR", "REPORT", "hide_labels", "load_classifier_run", "write_run"]
+__all__ = ["ESTIMATOR", "REPORT", "hide_labels", "labelled", "load_classifier_run", "write_run"]
