@@ -301,3 +301,17 @@ def test_classify_a_csv_whose_label_column_has_names_and_gaps(tmp_path: Path, ca
     rc, _, err = run(capsys, "sample", out, "--label", "y", "-n", "2", "--out",
                      tmp_path / "s.npz")
     assert rc == 0, err
+
+
+def test_classify_refuses_nan_and_mixed_tables(tmp_path: Path, capsys) -> None:
+    x = np.random.default_rng(0).random((60, 5)).astype(np.float32)
+    x[4, 1] = np.inf
+    np.savez(tmp_path / "bad.npz", x=x, kind=np.arange(60) % 2)
+    (tmp_path / "gaps.csv").write_text("a,b,kind\n1,2,x\n,3,y\n2,1,x\n3,2,y\n")
+    before = tree_hash(tmp_path)
+    cases = ((tmp_path / "bad.npz", "inf"), (tmp_path / "gaps.csv", "not supported for tables"))
+    for data, words in cases:
+        rc, _, err = run(capsys, "classify", "--data", data, "--label-column", "kind",
+                         "--out", tmp_path / "run", *CLI_TINY)
+        assert words in assert_one_line_error(rc, err).lower()
+    assert tree_hash(tmp_path) == before

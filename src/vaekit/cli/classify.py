@@ -79,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=0.0, test_fraction=0.2, split_seed=args.seed,
     )
     splits = prepare(data)
+    if splits.schema is not None:
+        raise UserError(
+            f"{args.data} reads as a mixed table (text cells or gaps): vaekit classify takes "
+            "numeric data and a label column; encode or drop those columns, or fill the gaps"
+        )
     if splits.train.y is None:
         raise UserError(
             f"{args.data} has no labels: give them with the data (npz y, --label-column, class "
