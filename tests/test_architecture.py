@@ -42,6 +42,7 @@ def test_every_public_name_imports_from_vaekit():
         assert getattr(vaekit, name) is not None, name
     assert vaekit.VAEClusterer.__name__ == "VAEClusterer"
     assert vaekit.VAEDetector.__name__ == "VAEDetector"
+    assert vaekit.VAEClassifier.__name__ == "VAEClassifier"
     assert isinstance(vaekit.__version__, str)
 
 
