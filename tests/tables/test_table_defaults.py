@@ -98,3 +98,14 @@ def test_train_table_from_columns_and_a_dataframe(tmp_path: Path) -> None:
     frame = pd.read_csv(PENGUINS)  # NaN gaps, int and float columns
     again = train_table(frame, tmp_path / "frame", epochs=2, hidden=(16,), latent_dim=2)
     assert again.config.data.schema["columns"] == run.config.data.schema["columns"]
+
+
+def test_impute_level_choice_numeric_levels_take_the_nearest_to_the_mean() -> None:
+    import numpy as np
+
+    from vaekit.tables.impute import level_choice
+
+    p = np.array([[0.5, 0.0, 0.5], [0.1, 0.8, 0.1], [0.9, 0.0, 0.1]])
+    assert level_choice(p, [2, 4, 8]).tolist() == [1, 1, 0]  # means 5, 4.2, 2.6
+    assert level_choice(p, ["2", "4", "8"]).tolist() == [1, 1, 0]
+    assert level_choice(p, ["a", "b", "c"]).tolist() == [0, 1, 0]  # words: the mode

@@ -10,7 +10,9 @@ approximates; importance=False gives every draw the same weight); then per cell
   mean, each mapped back to the column's units (inverse transform) before averaging: the
   posterior predictive mean, clipped to the training range, rounded as the data were written
   (an integer column to a whole number);
-- categorical: the level of highest weighted-average probability (the predictive mode);
+- categorical: the level of highest weighted-average probability (the predictive mode); for
+  levels that are all numbers (e.g. 2, 4, 8, 16 GB) the level nearest the predictive mean,
+  the level of least expected squared error;
 - binary: levels[1] where the weighted-average P(x = 1) >= 0.5, else levels[0] (the mode)."""
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def predict_cells(
             elif spec.kind == "binary":
                 cells = [spec.levels[int(p >= 0.5)] for p in (means[:, :, j] * wn).sum(0)]
             else:
-                best = probs[:, cat[j], : len(spec.levels)].argmax(-1)
+                best = level_choice(probs[:, cat[j], : len(spec.levels)], spec.levels)
                 cells = [spec.levels[int(i)] for i in best]
             parts[spec.name].extend(cells)
     return parts
@@ -100,3 +102,17 @@ def weights(model: Any, params: torch.Tensor, x: torch.Tensor, z: torch.Tensor, 
     of log p(x_obs|z) + log p(z) - log q(z|x_obs) (a missing cell adds 0 to log p(x|z))."""
     log_w = model.likelihood.log_prob(params, x) + model.prior.log_prob(z) - q.log_prob(z)
     return torch.softmax(log_w.double(), 0).to(params.dtype)
+
+
+def level_choice(p: np.ndarray, levels: list[Any]) -> np.ndarray:
+    """Each row's level index from its level probabilities p (n, K): where every level is a
+    number (2, 4, 8, 16 GB; the years 2007-2009), the level nearest the predictive mean (the
+    level of least expected squared error); otherwise the most probable level."""
+    try:
+        values = np.array([float(v) for v in levels])
+    except (TypeError, ValueError):
+        return p.argmax(-1)
+    if any(isinstance(v, bool) for v in levels) or not np.isfinite(values).all():
+        return p.argmax(-1)
+    mean = (p @ values) / p.sum(-1)
+    return np.abs(mean[:, None] - values[None, :]).argmin(-1)
