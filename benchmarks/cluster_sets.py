@@ -252,7 +252,7 @@ def vaekit_unit(
             "agreement_restarts": mean_ari(lab, cands),
             "min_size": int(np.bincount(lab, minlength=K).min()),
         }
-    embs = est._init_embeddings  # per feature space; a restart's silhouette in its own
+    embs = getattr(est, "_init_embeddings", {})  # per space (older code: none recorded)
     emb = embs.get("codes", store["embedding"])
     restarts = [{**r, "hungarian_accuracy": hungarian_accuracy(y, lab),
                  "sil_emb": silhouette(embs.get(r.get("space"), emb), lab),
@@ -263,7 +263,7 @@ def vaekit_unit(
            "restart_stability": pairwise_ari(cands), "reseeded": list(est.reseeded_),
            "n_iter": int(est.n_iter_), "times": store["times"],
            "init_space": est._init_space(est._event_shape),
-           "final_agreement": float(est.final_agreement_)}
+           "final_agreement": float(getattr(est, "final_agreement_", float("nan")))}
     keep = {f"labels_{k}": v for k, v in labels.items()}
     keep.update({f"codes_{k}": v.astype(np.float32) for k, v in spaces.items() if k != "pca"})
     keep["embedding"], keep["candidates"] = emb.astype(np.float32), np.stack(cands)

@@ -141,8 +141,10 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     Fitted attributes: labels_ (n,), weights_ (K,), means_ (K, latent), covariances_ (K,
     latent) diagonal variances of p(z|y), n_iter_ (epochs trained, all stages), model_ (the
     VAE), init_restarts_ (per-restart criteria of the initial clustering), init_chosen_,
-    init_labels_, final_agreement_ (mean ARI of labels_ with the initial restarts: the
-    final clustering's stability), reseeded_ (clusters re-seeded), n_features_in_.
+    init_labels_ (the initial clustering of the training rows), final_agreement_ (mean ARI
+    of labels_ with the initial restarts; where it is below the chosen restart's agreement,
+    init_labels_ is the more stable partition of the training rows), reseeded_ (clusters
+    re-seeded), n_features_in_. labels_ is always argmax q(y|x), as predict gives it.
 
     predict, predict_proba and transform evaluate fixed-shape blocks (`recipe.blocks`): a row's
     answer does not depend on the rows it is given with, to the last bit.

@@ -4,7 +4,8 @@ them, and why each is there (all on by default; figures for each: the docs' clus
 benchmark page):
 1. `pretrain`: the same networks trained as an autoencoder (a VAE with beta = 0 through
    `vaekit.train.fit`: the rate is not penalised, so the posterior variance shrinks to the
-   floor and the codes are an autoencoder's).
+   floor and the codes are an autoencoder's), for at least PRETRAIN_STEPS optimizer steps:
+   on small sets a shorter autoencoder gives codes that cluster worse.
 2. `initial_clustering`: a 2-D t-SNE of each feature space and `n_init` full-covariance
    Gaussian-mixture restarts on each embedding. What t-SNE sees (`init_space`): the
    autoencoder's codes, the inputs themselves (PCA to 50 dimensions when wider,
