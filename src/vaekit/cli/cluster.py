@@ -86,10 +86,10 @@ def add_parser(sub: Any) -> None:
     )
     g.add_argument(
         "--init-space",
-        choices=["auto", "input", "codes"],
+        choices=["auto", "pooled", "input", "codes"],
         default="auto",
-        help="what the initial clustering sees: auto = the inputs up to 256 "
-        "features, else the autoencoder's codes [auto]",
+        help="what the initial clustering sees: auto = the inputs up to 256 features, else "
+        "pooled (the restarts on the autoencoder's codes and on the inputs) [auto]",
     )
     g.add_argument(
         "--objective",
