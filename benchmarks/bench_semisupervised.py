@@ -1,0 +1,154 @@
+"""Semi-supervised classification: vaekit's VAEClassifier against scikit-learn's
+semi-supervised and supervised baselines, side by side in one run, over draws of the labelled
+rows (issue 29).
+
+Data (`common.load_labelled`, a fixed split): MNIST's 10,000 test-set images (8,000 to learn
+from, 2,000 held out; flat rows in [0, 1]) and the 8x8 digits (1,437 / 360). For each draw
+(seed s) `--labels` labels per class of the learning rows are kept and the rest hidden (-1).
+
+Rows (held-out accuracy, mean ± std over draws, and training time):
+  vaekit            VAEClassifier(random_state=s), its defaults
+  label-spreading   LabelSpreading(kernel="knn", alpha=0.2), the best k of 5, 10, 20 on the
+                    held-out rows (the baseline gets its best setting, chosen with labels)
+  self-training-lr  SelfTrainingClassifier(LogisticRegression(max_iter=1000))
+  self-training-svc SelfTrainingClassifier(SVC(probability=True))
+  mlp, svc          MLPClassifier / SVC on the labelled rows only
+  clusterer         VAEClusterer(10, random_state=s), each cluster named by the majority of its
+                    labelled rows (a cluster without one: the most common label)
+Class-conditional samples: 100 per class from vaekit (`sample(100, label=c)`), judged by an
+MLPClassifier trained on the real held-out rows: the fraction judged the asked class.
+
+  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_semisupervised.py --data mnist --labels 10
+  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_semisupervised.py --data mnist --labels 60
+  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_semisupervised.py --data digits --labels 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+import warnings
+
+import numpy as np
+
+import common as bc
+
+
+def draw_labels(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    shown = np.full(len(y), -1)
+    for c in np.unique(y):
+        shown[rng.choice(np.flatnonzero(y == c), per_class, replace=False)] = c
+    return shown
+
+
+def baselines(x, shown, xt, yt, seed: int) -> dict[str, tuple[float, float]]:
+    """{row: (held-out accuracy, seconds)} of the scikit-learn rows."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
+    from sklearn.svm import SVC
+
+    out = {}
+    t0 = time.perf_counter()
+    best = max(
+        LabelSpreading(kernel="knn", n_neighbors=k, alpha=0.2, max_iter=100).fit(x, shown)
+         .score(xt, yt) for k in (5, 10, 20)
+    )
+    out["label-spreading"] = (best, (time.perf_counter() - t0) / 3)
+    for name, base in (("self-training-lr", LogisticRegression(max_iter=1000)),
+                       ("self-training-svc", SVC(probability=True, random_state=seed))):
+        t0 = time.perf_counter()
+        acc = SelfTrainingClassifier(base).fit(x, shown).score(xt, yt)
+        out[name] = (acc, time.perf_counter() - t0)
+    lab = shown >= 0
+    for name, model in (("mlp", MLPClassifier(max_iter=1000, random_state=seed)), ("svc", SVC())):
+        t0 = time.perf_counter()
+        acc = model.fit(x[lab], shown[lab]).score(xt, yt)
+        out[name] = (acc, time.perf_counter() - t0)
+    return out
+
+
+def clusterer_row(x, shown, xt, yt, seed: int) -> tuple[float, float]:
+    from vaekit import VAEClusterer
+
+    t0 = time.perf_counter()
+    est = VAEClusterer(10, random_state=seed, device="cpu").fit(x)
+    seconds = time.perf_counter() - t0
+    fallback = np.bincount(shown[shown >= 0]).argmax()
+    names = []
+    for c in range(10):
+        known = shown[(est.labels_ == c) & (shown >= 0)]
+        names.append(np.bincount(known).argmax() if len(known) else fallback)
+    return float((np.asarray(names)[est.predict(xt)] == yt).mean()), seconds
+
+
+def vaekit_row(x, shown, xt, yt, seed: int, judge) -> tuple[float, float, float]:
+    from vaekit import VAEClassifier
+
+    t0 = time.perf_counter()
+    est = VAEClassifier(random_state=seed, device="cpu").fit(x, shown)
+    seconds = time.perf_counter() - t0
+    hits = [(judge.predict(est.sample(100, label=c, random_state=seed)) == c).mean()
+            for c in est.classes_]
+    return est.score(xt, yt), seconds, float(np.mean(hits))
+
+
+def table(rows: dict[str, list[tuple[float, float]]], samples: list[float], args) -> str:
+    ref = np.median([s for _, s in rows["clusterer"]])
+    lines = [
+        f"# Semi-supervised: {args.data}, {args.labels} labels per class "
+        f"({10 * args.labels} in all), draws {args.draws}",
+        "",
+        "Held-out accuracy, mean ± std over draws (min); training seconds (median) and their "
+        "ratio to the clusterer's on the same rows (one thread, this machine).",
+        "",
+        "| row | accuracy | min | seconds | / clusterer |",
+        "|---|---|---|---|---|",
+    ]
+    for name, vals in rows.items():
+        a = np.array([v for v, _ in vals])
+        s = float(np.median([t for _, t in vals]))
+        lines.append(f"| {name} | {a.mean():.4f} ± {a.std():.4f} | {a.min():.4f} | {s:.1f} | "
+                     f"{s / ref:.2f} |")
+    lines += ["", f"vaekit's class-conditional samples judged the asked class: "
+              f"{np.mean(samples):.3f} (per draw {', '.join(f'{v:.3f}' for v in samples)}; "
+              "judge: an MLP trained on the real held-out rows)", "",
+              f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_semisupervised.py "
+              f"--data {args.data} --labels {args.labels} --draws {args.draws}`; "
+              f"{platform.processor() or platform.machine()}."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", choices=["mnist", "digits"], default="digits")
+    p.add_argument("--labels", type=int, default=5, help="labels per class")
+    p.add_argument("--draws", default="0,1,2,3,4", help="seeds of the labelled rows")
+    bc.add_out_dir(p)
+    args = p.parse_args()
+    warnings.filterwarnings("ignore")
+    from sklearn.neural_network import MLPClassifier
+
+    x, y, xt, yt = bc.load_labelled(args.data, 0)
+    judge = MLPClassifier(max_iter=500, random_state=0).fit(xt, yt)
+    rows: dict[str, list[tuple[float, float]]] = {}
+    samples = []
+    for seed in (int(s) for s in args.draws.split(",")):
+        shown = draw_labels(y, args.labels, seed)
+        acc, secs, judged = vaekit_row(x, shown, xt, yt, seed, judge)
+        rows.setdefault("vaekit", []).append((acc, secs))
+        samples.append(judged)
+        for name, val in baselines(x, shown, xt, yt, seed).items():
+            rows.setdefault(name, []).append(val)
+        rows.setdefault("clusterer", []).append(clusterer_row(x, shown, xt, yt, seed))
+        print(seed, {k: v[-1] for k, v in rows.items()}, judged, flush=True)
+    md = table(rows, samples, args)
+    stem = args.out_dir / f"semisupervised_{args.data}_{args.labels * 10}"
+    bc.write_result(stem, md, {"args": vars(args) | {"out_dir": str(args.out_dir)},
+                               "rows": rows, "samples_judged": samples})
+
+
+if __name__ == "__main__":
+    main()
