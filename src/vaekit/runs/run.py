@@ -375,11 +375,19 @@ def draw(
     images.update(extra or {})
     if figures is None and (run.path / EVALUATION).is_file():
         figures = json.loads((run.path / EVALUATION).read_text())
+    shown = _report_figures(figures or {}, run)
+    if run.config.data.table == "on":  # synthetic rows against the training rows
+        from vaekit.data.mixed import run_schema
+        from vaekit.viz.tables import synthetic_checks
+
+        test = splits.test.x if len(splits.test.x) else None
+        schema = run_schema(run.config.data)
+        shown.update(synthetic_checks(run.model, schema, splits.train.x, test))
     write_report(
         run.path,
         title=f"vaekit run: {run.path.name}",
         warnings=(figures or {}).get("warnings", []),
-        figures=_report_figures(figures or {}, run),
+        figures=shown,
         images=images,
         config=to_dict(run.config),
     )
