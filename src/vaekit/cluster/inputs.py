@@ -4,11 +4,11 @@ messages, images kept as images)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
-import torch
+
+from vaekit.data.estimators import estimator_rows as validate  # noqa: F401 (X, re-exported)
 
 # The `vaekit cluster` flag of each parameter a user may get wrong, named beside it.
 FLAGS = {
@@ -55,32 +55,3 @@ def check_params(est: Any) -> None:
         raise ValueError(f"arch must be 'auto', 'mlp' or 'conv', got {est.arch!r}")
     if not est.lr > 0 or not est.pull_beta >= 0 or not est._joint_beta() >= 0:
         raise ValueError("lr must be > 0, and pull_beta and joint_beta >= 0")
-
-
-def validate(est: Any, X: Any, reset: bool) -> np.ndarray:
-    """X -> float32 (n, *event_shape); one-line ValueError for what cannot be used. reset (fit):
-    sets est's input shape (and n_features_in_); otherwise X is checked against it."""
-    from sklearn.utils.validation import validate_data
-
-    if isinstance(X, torch.Tensor):
-        X = X.detach().cpu().numpy()
-    if isinstance(X, np.ndarray) and X.dtype == np.uint8:
-        X = X.astype(np.float32) / np.float32(255.0)  # 8-bit pixels -> [0, 1]
-    shape: tuple[int, ...] | None = None
-    if isinstance(X, np.ndarray) and X.ndim > 2:
-        shape = tuple(X.shape[1:])
-        X = X.reshape(len(X), -1)
-    x = validate_data(est, X, reset=reset, dtype=[np.float32, np.float64])
-    x = np.asarray(x, dtype=np.float32)
-    if reset:
-        if est.image_shape is not None:
-            shape = tuple(int(s) for s in est.image_shape)
-            if math.prod(shape) != x.shape[1]:
-                raise ValueError(
-                    f"image_shape {shape} holds {math.prod(shape)} values but X has "
-                    f"{x.shape[1]} features per sample"
-                )
-        if shape is not None and len(shape) == 2:
-            shape = (1, *shape)
-        est._event_shape = shape or (x.shape[1],)
-    return x.reshape(len(x), *est._event_shape)

@@ -52,6 +52,7 @@ from vaekit.train.config import TrainConfig
 from vaekit.train.stages import (  # re-exported: the recipe's names
     blocks,  # noqa: F401
     codes,
+    mixture_moments,
     responsibilities,
     stage_epochs,  # noqa: F401
     train_stage,
@@ -171,28 +172,6 @@ def initial_clustering(
                        records[r]["log_likelihood"]),
     )
     return InitResult(labels[chosen].astype(np.int64), records, chosen, labels, embeddings)
-
-
-def mixture_moments(
-    z: np.ndarray, z_var: np.ndarray, labels: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Means, variances (K, latent) and weights (K,) of the codes per initial cluster.
-
-    The variance floor adds the encoder's mean posterior variance and 1e-3 of each dimension's
-    total variance: a latent dimension that hardly varies inside a cluster must not get a tiny
-    prior variance, or its responsibilities swamp all others and every point joins one
-    cluster. An empty cluster gets the global moments and a small weight."""
-    floor = z_var.mean(0) + 1e-3 * z.var(0) + 1e-8
-    means = np.tile(z.mean(0), (k, 1))
-    variances = np.tile(z.var(0) + floor, (k, 1))
-    counts = np.bincount(labels, minlength=k).astype(np.float64)
-    for c in range(k):
-        zc = z[labels == c]
-        if len(zc):
-            means[c] = zc.mean(0)
-            variances[c] = (zc.var(0) if len(zc) > 1 else 0.0) + floor
-    weights = (counts + 1.0) / (counts + 1.0).sum()
-    return means, variances, weights
 
 
 def init_prior(model: VAE, z: np.ndarray, z_var: np.ndarray, labels: np.ndarray) -> None:

@@ -32,7 +32,7 @@ import torch
 
 from vaekit.core.model import VAE
 from vaekit.train.config import TrainConfig
-from vaekit.train.stages import codes, train_stage, with_changes
+from vaekit.train.stages import codes, mixture_moments, train_stage, with_changes
 
 # Training lengths when left to the estimator: at least this many optimizer steps (and the
 # epoch counts in `VAEClassifier.stage_lengths`).
@@ -54,25 +54,6 @@ def initial_labels(z: np.ndarray, y: np.ndarray, n_neighbors: int) -> np.ndarray
     with np.errstate(divide="ignore", invalid="ignore"):  # isolated rows: no neighbour label
         guess = spread.fit(z, y).transduction_.astype(np.int64)
     return np.where(y >= 0, y, guess)
-
-
-def mixture_moments(
-    z: np.ndarray, z_var: np.ndarray, labels: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Means, variances (K, latent) and weights (K,) of the codes per class. The variance
-    floor adds the encoder's mean posterior variance and 1e-3 of each dimension's variance (a
-    dimension that hardly varies inside a class must not get a tiny prior variance); a class
-    without rows gets the global moments."""
-    floor = z_var.mean(0) + 1e-3 * z.var(0) + 1e-8
-    means = np.tile(z.mean(0), (k, 1))
-    variances = np.tile(z.var(0) + floor, (k, 1))
-    counts = np.bincount(labels, minlength=k).astype(np.float64)
-    for c in range(k):
-        zc = z[labels == c]
-        if len(zc):
-            means[c] = zc.mean(0)
-            variances[c] = (zc.var(0) if len(zc) > 1 else 0.0) + floor
-    return means, variances, (counts + 1.0) / (counts + 1.0).sum()
 
 
 def set_prior(model: VAE, x: torch.Tensor, labels: np.ndarray) -> None:

@@ -86,3 +86,26 @@ def responsibilities(
         for xb, n in blocks(x, batch_size, fixed)
     ]
     return torch.cat(out).double()
+
+
+def mixture_moments(
+    z: np.ndarray, z_var: np.ndarray, labels: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Means, variances (K, latent) and weights (K,) of the codes z per cluster (or class) of
+    `labels`, for a class-indexed Gaussian prior (`ClassGaussian.set_mixture`).
+
+    The variance floor adds the encoder's mean posterior variance and 1e-3 of each dimension's
+    total variance: a latent dimension that hardly varies inside a cluster must not get a tiny
+    prior variance, or its responsibilities swamp all others and every point joins one
+    cluster. An empty cluster gets the global moments and a small weight."""
+    floor = z_var.mean(0) + 1e-3 * z.var(0) + 1e-8
+    means = np.tile(z.mean(0), (k, 1))
+    variances = np.tile(z.var(0) + floor, (k, 1))
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    for c in range(k):
+        zc = z[labels == c]
+        if len(zc):
+            means[c] = zc.mean(0)
+            variances[c] = (zc.var(0) if len(zc) > 1 else 0.0) + floor
+    weights = (counts + 1.0) / (counts + 1.0).sum()
+    return means, variances, weights
