@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,31 @@ def interrupts(run_dir: Path | None, saved: list[int], bar: Any) -> Iterator[Non
     except TrainingInterrupted:
         raise
     except KeyboardInterrupt as e:
-        if bar is not None:
-            bar.close()
-        signum = e.signum if isinstance(e, Terminated) else signal.SIGINT
-        how = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
-        raise TrainingInterrupted(interrupted_message(run_dir, saved[0], how), signum) from None
+        raise _interrupted(e, run_dir, saved, bar) from None
+    except RuntimeError:
+        # Under torchrun a Ctrl-C reaches every rank; a rank blocked in a collective can see its
+        # peer leave (the backend's RuntimeError) before its own signal's handler has run. Give
+        # that signal a moment to land, so the rank reports the interruption, not the backend.
+        if not distributed.launched():
+            raise
+        try:
+            time.sleep(SIGNAL_GRACE_S)
+        except KeyboardInterrupt as e:
+            raise _interrupted(e, run_dir, saved, bar) from None
+        raise
+
+
+SIGNAL_GRACE_S = 2.0
+
+
+def _interrupted(
+    e: KeyboardInterrupt, run_dir: Path | None, saved: list[int], bar: Any
+) -> TrainingInterrupted:
+    if bar is not None:
+        bar.close()
+    signum = e.signum if isinstance(e, Terminated) else signal.SIGINT
+    how = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+    return TrainingInterrupted(interrupted_message(run_dir, saved[0], how), signum)
 
 
 def interrupted_message(run_dir: Path | None, saved: int, how: str = "interrupted") -> str:
