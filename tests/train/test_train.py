@@ -142,6 +142,7 @@ def test_interrupt_saves_and_resumes(
 ) -> None:
     """Ctrl-C in epoch 3 (in a step, or in the validation pass): TrainingInterrupted naming
     --resume, epochs 1-2 on disk, and resuming gives the uninterrupted run's weights."""
+    monkeypatch.setattr(train_module, "CHECKPOINT_EVERY_S", 0.0)  # a save after every epoch
     x_train, x_val = digits
     cfg = TrainConfig(epochs=4, batch_size=128, seed=2)
     done: list[int] = []
@@ -191,6 +192,43 @@ def test_interrupt_saves_and_resumes(
     fit(straight, x_train, x_val, cfg, run_dir=tmp_path / "straight", progress=False)
     assert_equal_weights(weights(resumed), weights(straight))
     assert_equal_weights(saved_checkpoint(run_dir)[0], saved_checkpoint(tmp_path / "straight")[0])
+
+
+def test_saves_by_time_keep_the_first_and_last_epochs_and_resume_exactly(
+    digits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saves come after epoch 1, then once CHECKPOINT_EVERY_S has passed, and after the last
+    epoch: with a long interval, Ctrl-C in epoch 4 says epoch 1 is saved, the files agree on
+    it, and resuming reaches the uninterrupted run's weights and best model. (That the best
+    model is saved when its epoch was not a save: test_early_stopping_keeps_the_best_epoch.)"""
+    monkeypatch.setattr(train_module, "CHECKPOINT_EVERY_S", 1e9)
+    x_train, x_val = digits
+    cfg = TrainConfig(epochs=5, batch_size=128, seed=3)
+    done: list[int] = []
+    model = small_model()
+    original = model.loss
+
+    def loss(*args, **kw):
+        if len(done) == 3 and model.training:
+            raise KeyboardInterrupt
+        return original(*args, **kw)
+
+    model.loss = loss  # type: ignore[method-assign]
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted, match="epochs up to 1 are saved"):
+        fit(model, x_train, x_val, cfg, run_dir=run_dir, progress=False,
+            on_epoch=lambda row: done.append(int(row["epoch"])))  # fmt: skip
+    assert saved_checkpoint(run_dir)[1]["state"]["epoch"] == 1
+    assert len(metrics_rows(run_dir)) == 1
+
+    resumed = small_model(seed=7)
+    fit(resumed, x_train, x_val, cfg, run_dir=run_dir, resume=True, progress=False)
+    straight = small_model()
+    fit(straight, x_train, x_val, cfg, run_dir=tmp_path / "straight", progress=False)
+    assert saved_checkpoint(tmp_path / "straight")[1]["state"]["epoch"] == 5  # the last epoch
+    assert len(metrics_rows(tmp_path / "straight")) == 5
+    assert_equal_weights(weights(resumed), weights(straight))
+    assert_equal_weights(saved_model(run_dir), saved_model(tmp_path / "straight"))
 
 
 # --- non-finite losses ---------------------------------------------------------------------------

@@ -324,11 +324,12 @@ class VAE(nn.Module):
 
     # --- files -------------------------------------------------------------------------------
 
-    def save(self, path: str | Path) -> None:
-        """Weights as safetensors with the config as JSON in the header; written atomically."""
-        save_tensors(
-            Path(path), self.state_dict(), {"format": FORMAT, "model": to_dict(self.config)}
-        )
+    def save(self, path: str | Path, weights: dict[str, torch.Tensor] | None = None) -> None:
+        """Weights as safetensors with the config as JSON in the header; written atomically.
+        weights: a state dict of this model to save instead of its current one (e.g. the best
+        epoch's)."""
+        state = self.state_dict() if weights is None else weights
+        save_tensors(Path(path), state, {"format": FORMAT, "model": to_dict(self.config)})
 
     @classmethod
     def load(cls, path: str | Path) -> VAE:

@@ -4,11 +4,15 @@ The training step is the hot path. It reads nothing back from the device: per-st
 are summed into one tensor, read once per epoch (and at most twice a second for the progress
 bar). No per-sample Python, no DataLoader for arrays.
 
-A run directory (optional) gets, every epoch:
+A run directory (optional) gets, after the first epoch, then at the end of an epoch at least
+CHECKPOINT_EVERY_S seconds after the last save, and after the last epoch (every epoch under
+torchrun), the three files of one save:
     checkpoint.safetensors  weights + optimizer + RNG + epoch + history, one file written to a
                             temp name then renamed, so a crash leaves the previous one intact
     model.safetensors       the best model so far (lowest validation loss)
-    metrics.csv             one row per epoch
+    metrics.csv             one row per epoch up to the checkpoint's
+Saving by time, not every epoch, keeps a run of a thousand short epochs (a small table) from
+spending most of its time writing files; Ctrl-C or SIGTERM loses at most that much training.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ __all__ = [
 
 MODEL = "model.safetensors"
 METRICS = "metrics.csv"
+CHECKPOINT_EVERY_S = 10.0  # seconds of training between saves, at most (one epoch's, at least)
 
 
 class _Epoch(NamedTuple):
@@ -195,13 +200,18 @@ def fit(
     s.loss_of = batch_loss(world.wrap(model, device), cfg, device, world.active)
 
     saved = [s.state["epoch"]]  # the last epoch whose checkpoint is complete (for Ctrl-C)
+    last_save, improved = -math.inf, False  # time of the last save; a better model since?
     with _training_mode(model, cfg, device, world.active), interrupts(s.run_dir, saved, s.bar):
         for epoch in range(s.state["epoch"] + 1, cfg.epochs + 1):
             done = _run_epoch(s, epoch)
-            with interrupts_deferred():  # a Ctrl-C here waits: model, checkpoint, metrics agree
-                if s.run_dir is not None and s.world.main:
-                    _save_epoch(s, done.improved)
-                saved[0] = epoch
+            improved |= done.improved
+            due = time.monotonic() - last_save >= CHECKPOINT_EVERY_S or world.active
+            if due or done.stop or epoch == cfg.epochs:
+                with interrupts_deferred():  # Ctrl-C waits: model, checkpoint, metrics agree
+                    if s.run_dir is not None and s.world.main:
+                        _save_epoch(s, improved)
+                    saved[0] = epoch
+                last_save, improved = time.monotonic(), False
             log_epoch(done.row, done.train, done.val, s.tb, s.bar, on_epoch, figure_names(cfg))
             if done.stop:  # every rank has the same validation loss, so all stop here together
                 break
@@ -425,10 +435,11 @@ def _track_best(state: dict[str, Any], score: float, epoch: int) -> bool:
 
 
 def _save_epoch(s: _Session, improved: bool) -> None:
-    """The save unit: the best model (when it improved), the checkpoint and metrics.csv, which
-    always agree (the caller holds Ctrl-C until all three are written)."""
+    """The save unit: the best model (when a better one came since the last save), the
+    checkpoint and metrics.csv, which always agree (the caller holds Ctrl-C until all three are
+    written)."""
     assert s.run_dir is not None
     if improved:
-        s.model.save(s.run_dir / MODEL)
+        s.model.save(s.run_dir / MODEL, s.best_weights)
     save_checkpoint(s.run_dir / CHECKPOINT, s.model, s.optimizer, s.shuffle, s.state, s.cfg)
     write_metrics(s.run_dir / METRICS, s.state["history"])
