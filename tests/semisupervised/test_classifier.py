@@ -20,7 +20,8 @@ from vaekit.core.model import VAE
 from vaekit.core.objectives import classification_loss
 from vaekit.core.posterior import DiagonalGaussian
 from vaekit.semisupervised import EXPECTED_FAILED_CHECKS, VAEClassifier
-from vaekit.semisupervised.recipe import oversample
+from vaekit.semisupervised.recipe import initial_labels, oversample, resolve_space
+from vaekit.train.stages import AUTO_INPUT_FEATURES, input_features
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -106,6 +107,23 @@ def test_oversample_makes_labelled_rows_the_asked_share() -> None:
     assert 0.1 <= share < 0.12
     assert set(rows[:1000]) == set(range(1000))  # every row once, then repeats
     assert len(oversample(np.zeros(50, int), 0.1, 0)) == 50  # all labelled: no repeats
+
+
+def test_first_guesses_spread_over_the_inputs_when_small_and_the_codes_when_wide() -> None:
+    assert resolve_space("auto", AUTO_INPUT_FEATURES) == "input"
+    assert resolve_space("auto", AUTO_INPUT_FEATURES + 1) == "codes"
+    assert resolve_space("codes", 64) == "codes"
+    x, y, _, _ = digits_few_labels()
+    quick = TINY | dict(pretrain_epochs=2, pull_epochs=0, epochs=0)
+    by_input = VAEClassifier(random_state=0, **quick).fit(x, y)  # auto: 64 features
+    by_codes = VAEClassifier(random_state=0, init_space="codes", **quick).fit(x, y)
+    spread = initial_labels(input_features(x, seed=0), y, 10)  # PCA to 50: deterministic
+    np.testing.assert_array_equal(by_input.initial_labels_, spread)
+    assert (by_codes.initial_labels_ != by_input.initial_labels_).any()
+    for est in (by_input, by_codes):
+        assert (est.initial_labels_[y >= 0] == y[y >= 0]).all()  # known labels kept
+    with pytest.raises(ValueError, match="init_space must be"):
+        VAEClassifier(init_space="pixels", **quick).fit(x, y)
 
 
 # --- the estimator -----------------------------------------------------------------------------

@@ -52,6 +52,9 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--pull-epochs", type=int, help="first-guess epochs [>= 20, 400 steps]")
     g.add_argument("--epochs", type=int, help="semi-supervised epochs [>= 100, 4000 steps]")
     g.add_argument("--label-weight", type=float, default=None, help="alpha of -log q(y|x)")
+    g.add_argument("--init-space", choices=["auto", "codes", "input"], default="auto",
+                   help="where labels spread for the first guesses [auto: input up to 256 "
+                   "features, else the autoencoder's codes]")  # fmt: skip
     g.add_argument("--seed", type=int, default=0, help="[0]")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -145,6 +148,7 @@ def _fit(args: argparse.Namespace, x: Any, y: Any, device: str) -> Any:
         pretrain_epochs=args.pretrain_epochs,
         pull_epochs=args.pull_epochs,
         epochs=args.epochs,
+        init_space=args.init_space,
         random_state=args.seed,
         verbose=not args.quiet,
         device=device,

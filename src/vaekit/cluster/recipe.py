@@ -50,8 +50,10 @@ from vaekit.core.model import VAE
 from vaekit.train import distributed
 from vaekit.train.config import TrainConfig
 from vaekit.train.stages import (  # re-exported: the recipe's names
+    AUTO_INPUT_FEATURES,
     blocks,  # noqa: F401
     codes,
+    input_features,
     mixture_moments,
     responsibilities,
     stage_epochs,  # noqa: F401
@@ -331,10 +333,6 @@ PRETRAIN_STEPS, PULL_STEPS, JOINT_STEPS = 2000, 400, 80
 # An initial clustering on the inputs alone leaves the autoencoder only the networks and the
 # prior's moments to start: a quarter-length pretraining (at least 25 epochs) does as well.
 INPUT_PRETRAIN_STEPS = 200
-# init_space "auto": cluster the inputs themselves up to this many features, else the codes'
-# and the inputs' restarts pooled (small inputs such as the 8x8 digits cluster better as they
-# are; figures: the docs' clustering benchmark page).
-AUTO_INPUT_FEATURES = 256
 
 
 def resolve_space(init_space: str, n_features: int) -> str:
@@ -343,13 +341,3 @@ def resolve_space(init_space: str, n_features: int) -> str:
     if init_space == "auto":
         return "input" if n_features <= AUTO_INPUT_FEATURES else "pooled"
     return init_space
-
-
-def input_features(x: np.ndarray, seed: int) -> np.ndarray:
-    """The inputs as rows for the initial clustering: (n, <= 50), PCA-reduced when wider."""
-    flat = x.reshape(len(x), -1).astype(np.float64)
-    if flat.shape[1] <= 50:
-        return flat
-    from sklearn.decomposition import PCA
-
-    return PCA(min(50, len(flat)), random_state=seed).fit_transform(flat)

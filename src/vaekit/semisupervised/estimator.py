@@ -63,7 +63,10 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     label_weight: alpha of the classification term alpha * -log q(y|x) (nats, per labelled row
         of a batch). labelled_fraction: the labelled rows are repeated until they make up this
         share of the training rows. n_neighbors: k of the label spreading that gives the first
-        guesses. pull_beta, joint_beta: the KL weight of the pull and joint stages.
+        guesses. init_space: where the labels spread for the first guesses, "codes" (the
+        autoencoder's), "input" (PCA to 50 dimensions when wider) or "auto" ("input" up to
+        256 features, else "codes"). pull_beta, joint_beta: the KL weight of the pull and
+        joint stages.
     batch_size, lr, random_state, verbose, device ("auto": a GPU where there is one).
 
     Fitted attributes: classes_ (C,), model_ (the VAE), n_iter_ (epochs, all stages),
@@ -86,6 +89,7 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         label_weight: float = 50.0,
         labelled_fraction: float = 0.1,
         n_neighbors: int = 10,
+        init_space: str = "auto",
         pull_beta: float = 10.0,
         joint_beta: float = 1.0,
         batch_size: int = 256,
@@ -106,6 +110,7 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.label_weight = label_weight
         self.labelled_fraction = labelled_fraction
         self.n_neighbors = n_neighbors
+        self.init_space = init_space
         self.pull_beta = pull_beta
         self.joint_beta = joint_beta
         self.batch_size = batch_size
@@ -136,7 +141,9 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         ae = VAE.from_config(ModelConfig(**networks))
         if pre > 0:
             recipe.pretrain(ae, xt, with_changes(train, epochs=pre), verbose, device)
-        self.initial_labels_ = recipe.initial_labels(codes(ae, xt)[0], labels, self.n_neighbors)
+        space = recipe.resolve_space(self.init_space, int(np.prod(x.shape[1:])))
+        rows_to_spread = recipe.spread_features(space, ae, xt, seed)
+        self.initial_labels_ = recipe.initial_labels(rows_to_spread, labels, self.n_neighbors)
         model = VAE.from_config(
             ModelConfig(
                 **networks,

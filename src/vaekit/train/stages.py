@@ -109,3 +109,20 @@ def mixture_moments(
             variances[c] = (zc.var(0) if len(zc) > 1 else 0.0) + floor
     weights = (counts + 1.0) / (counts + 1.0).sum()
     return means, variances, weights
+
+
+# init_space "auto" of the staged recipes: start from the inputs themselves up to this many
+# features (small inputs such as the 8x8 digits cluster and spread labels better as they are;
+# figures: the docs' clustering and semi-supervised benchmark pages), else from the codes too.
+AUTO_INPUT_FEATURES = 256
+
+
+def input_features(x: np.ndarray, seed: int) -> np.ndarray:
+    """The inputs as rows for a first clustering or label spreading: (n, <= 50), PCA-reduced
+    when wider."""
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    if flat.shape[1] <= 50:
+        return flat
+    from sklearn.decomposition import PCA
+
+    return PCA(min(50, len(flat)), random_state=seed).fit_transform(flat)
