@@ -21,6 +21,11 @@ MLPClassifier trained on the real held-out rows: the fraction judged the asked c
   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_semisupervised.py --data mnist --labels 10
   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_semisupervised.py --data mnist --labels 60
   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_semisupervised.py --data digits --labels 5
+
+The cost at equal epochs (the issue's "training time <= 2x the clusterer's on the same data and
+epochs"), results semisupervised_<data>_<labels>_cost:
+  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_semisupervised.py --data digits --labels 5 \\
+      --cost-rounds 3 --cost-only
 """
 
 from __future__ import annotations
@@ -95,6 +100,58 @@ def vaekit_row(x, shown, xt, yt, seed: int, judge) -> tuple[float, float, float]
     return est.score(xt, yt), seconds, float(np.mean(hits))
 
 
+def cost_at_equal_epochs(x, shown, seed: int, rounds: int) -> dict[str, object]:
+    """Training time of VAEClassifier and VAEClusterer(10) given the same stage epochs (the
+    classifier's default lengths on these rows), alternated `rounds` times: medians."""
+    import math
+
+    from vaekit import VAEClassifier, VAEClusterer
+    from vaekit.semisupervised.recipe import oversample
+
+    steps = math.ceil(len(x) / min(256, len(x)))
+    scale = len(oversample(shown, 0.1, seed)) / len(x)
+    pre, pull, joint = VAEClassifier().stage_lengths(steps, scale)
+    epochs = dict(pretrain_epochs=pre, pull_epochs=pull, epochs=joint)
+    times: dict[str, list[float]] = {"classifier": [], "clusterer": []}
+    trained: dict[str, int] = {}
+    for _ in range(rounds):
+        for name in times:
+            t0 = time.perf_counter()
+            if name == "classifier":
+                est = VAEClassifier(random_state=seed, device="cpu", **epochs).fit(x, shown)
+            else:
+                est = VAEClusterer(10, random_state=seed, device="cpu", **epochs).fit(x)
+            times[name].append(time.perf_counter() - t0)
+            trained[name] = int(est.n_iter_)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    return {"epochs": epochs, "seconds": times, "median": med, "epochs_trained": trained,
+            "ratio": med["classifier"] / med["clusterer"]}
+
+
+def cost_table(cost: dict[str, object], args) -> str:
+    e, med, n = cost["epochs"], cost["median"], cost["epochs_trained"]
+    return "\n".join([
+        f"# Semi-supervised, the cost at equal epochs: {args.data}, {args.labels} labels per class",
+        "",
+        f"VAEClassifier and VAEClusterer(10) given the same stage epochs (the classifier's "
+        f"defaults here: pretrain {e['pretrain_epochs']}, pull {e['pull_epochs']}, joint "
+        f"{e['epochs']}), alternated {args.cost_rounds} rounds, one thread; the classifier's "
+        "joint epochs also hold the repeated labelled rows (10% of an epoch's rows); the "
+        "clusterer's joint stage may stop early when its clusters settle.",
+        "",
+        "| model | seconds (median) | epochs trained | per round |",
+        "|---|---|---|---|",
+        *(f"| {k} | {med[k]:.1f} | {n[k]} | {', '.join(f'{t:.1f}' for t in cost['seconds'][k])} |"
+          for k in med),
+        "",
+        f"Ratio classifier / clusterer: **{cost['ratio']:.2f}**.",
+        "",
+        f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_semisupervised.py "
+        f"--data {args.data} --labels {args.labels} --cost-rounds {args.cost_rounds} "
+        f"--cost-only`; {platform.processor() or platform.machine()}.",
+    ])
+
+
 def table(rows: dict[str, list[tuple[float, float]]], samples: list[float], args) -> str:
     ref = np.median([s for _, s in rows["clusterer"]])
     lines = [
@@ -126,12 +183,23 @@ def main() -> None:
     p.add_argument("--data", choices=["mnist", "digits"], default="digits")
     p.add_argument("--labels", type=int, default=5, help="labels per class")
     p.add_argument("--draws", default="0,1,2,3,4", help="seeds of the labelled rows")
+    p.add_argument("--cost-rounds", type=int, default=0,
+                   help="also time classifier and clusterer at equal epochs, this many rounds")
+    p.add_argument("--cost-only", action="store_true", help="only the equal-epochs timing")
     bc.add_out_dir(p)
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     from sklearn.neural_network import MLPClassifier
 
     x, y, xt, yt = bc.load_labelled(args.data, 0)
+    stem = args.out_dir / f"semisupervised_{args.data}_{args.labels * 10}"
+    if args.cost_rounds:
+        seed = int(args.draws.split(",")[0])
+        cost = cost_at_equal_epochs(x, draw_labels(y, args.labels, seed), seed, args.cost_rounds)
+        print(cost, flush=True)
+        bc.write_result(stem.with_name(stem.name + "_cost"), cost_table(cost, args), cost)
+    if args.cost_only:
+        return
     judge = MLPClassifier(max_iter=500, random_state=0).fit(xt, yt)
     rows: dict[str, list[tuple[float, float]]] = {}
     samples = []
@@ -145,7 +213,6 @@ def main() -> None:
         rows.setdefault("clusterer", []).append(clusterer_row(x, shown, xt, yt, seed))
         print(seed, {k: v[-1] for k, v in rows.items()}, judged, flush=True)
     md = table(rows, samples, args)
-    stem = args.out_dir / f"semisupervised_{args.data}_{args.labels * 10}"
     bc.write_result(stem, md, {"args": vars(args) | {"out_dir": str(args.out_dir)},
                                "rows": rows, "samples_judged": samples})
 
