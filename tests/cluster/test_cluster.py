@@ -117,10 +117,12 @@ def test_stage_lengths_give_small_data_enough_steps() -> None:
     from vaekit.cluster.recipe import INPUT_PRETRAIN_STEPS, JOINT_STEPS, PRETRAIN_STEPS, PULL_STEPS
 
     est = VAEClusterer(10)
-    # MNIST-sized (40 steps an epoch): the minimum epochs bind, the pretraining's steps too
-    assert est.stage_lengths("codes", 40) == (PRETRAIN_STEPS // 40, 20, 10) == (50, 20, 10)
-    assert est.stage_lengths("pooled", 40) == (50, 20, 10)
-    assert est.stage_lengths("input", 40) == (25, 20, 10)
+    # MNIST-sized (40 steps an epoch): the pretraining's and the pull's steps bind, the joint
+    # stage's minimum epochs
+    lengths = (PRETRAIN_STEPS // 40, PULL_STEPS // 40, 10)
+    assert est.stage_lengths("codes", 40) == lengths == (50, 40, 10)
+    assert est.stage_lengths("pooled", 40) == (50, 40, 10)
+    assert est.stage_lengths("input", 40) == (25, 40, 10)
     # digits-sized (8 steps an epoch): the minimum steps bind; an initial clustering on the
     # inputs alone shortens the pretraining, which then only starts the networks and the prior
     pre, pull, joint = est.stage_lengths("pooled", 8)

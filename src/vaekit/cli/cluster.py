@@ -74,9 +74,9 @@ def add_parser(sub: Any) -> None:
     g.add_argument(
         "--pull-epochs",
         type=int,
-        help="epochs with the initial clusters observed [at least 20 and 1000 steps]",
+        help="epochs with the initial clusters observed [at least 20 and 1600 steps]",
     )
-    g.add_argument("--epochs", type=int, help="joint (VaDE) epochs [at least 10 and 400 steps]")
+    g.add_argument("--epochs", type=int, help="joint (VaDE) epochs [at least 10 and 80 steps]")
     g.add_argument("--n-init", type=int, default=10, help="restarts of the initial mixture [10]")
     g.add_argument(
         "--init",

@@ -115,7 +115,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         for images of at least 16x16 pixels and "mlp" otherwise; image_shape ((H, W) or
         (C, H, W)) reads flat rows as images.
     pretrain_epochs, pull_epochs, epochs: the three training stages (autoencoder; initial
-        labels observed; joint VaDE). None: at least 50 / 20 / 10 epochs and 2,000 / 400 /
+        labels observed; joint VaDE). None: at least 50 / 20 / 10 epochs and 2,000 / 1,600 /
         80 optimizer steps, so small data sets still get enough updates (`stage_lengths`;
         shorter pretraining when the initial clustering runs on the inputs alone).
     init: "tsne" (2-D t-SNE, then a full-covariance GMM) or "gmm" (a GMM on the features
