@@ -46,7 +46,7 @@ from vaekit.train.stages import (
 
 # Training lengths when left to the estimator: at least this many optimizer steps (and the
 # epoch counts in `VAEClassifier.stage_lengths`).
-PRETRAIN_STEPS, PULL_STEPS, JOINT_STEPS = 2000, 400, 4000
+PRETRAIN_STEPS, PULL_STEPS, JOINT_STEPS = 2000, 1600, 4000
 
 
 def pretrain(model: VAE, x: torch.Tensor, cfg: TrainConfig, verbose: bool, device: str) -> None:
