@@ -90,10 +90,11 @@ bench-apps: $(VENV)/.bench
 	$(BIN)/python benchmarks/bench_cluster.py --data mnist
 	$(BIN)/python benchmarks/bench_cluster.py --data digits --infomax
 	$(BIN)/python benchmarks/bench_cluster.py --data mnist --infomax --seeds 0,1,2,3,4,5,6,7
-	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_cluster.py --robustness --seeds 0,1,2,3,4 --rows /tmp/vaekit_cluster_pooled/rows.jsonl --arrays /tmp/vaekit_cluster_pooled/arrays --out-dir /tmp/vaekit_cluster_pooled/out
-	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_cluster.py --robustness --sets mnist10k --seeds 0,1,2,3,4 --rows /tmp/vaekit_cluster_pooled/rows.jsonl --arrays /tmp/vaekit_cluster_pooled/arrays --out-dir /tmp/vaekit_cluster_pooled/out
-	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_cluster.py --robustness --report-only --rows /tmp/vaekit_cluster_pooled/rows.jsonl --arrays /tmp/vaekit_cluster_pooled/arrays --name cluster_robustness_pooled --before benchmarks/results/cluster_robustness.json
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_cluster.py --robustness --seeds 0,1,2,3,4 --rows /tmp/vaekit_cluster_robustness/rows.jsonl --arrays /tmp/vaekit_cluster_robustness/arrays --out-dir /tmp/vaekit_cluster_robustness/out
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_cluster.py --robustness --sets mnist10k --seeds 0,1,2,3,4 --rows /tmp/vaekit_cluster_robustness/rows.jsonl --arrays /tmp/vaekit_cluster_robustness/arrays --out-dir /tmp/vaekit_cluster_robustness/out
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_cluster.py --robustness --report-only --rows /tmp/vaekit_cluster_robustness/rows.jsonl --arrays /tmp/vaekit_cluster_robustness/arrays --name cluster_robustness_pull1600 --before benchmarks/results/cluster_robustness.json
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_semisupervised.py --data digits --labels 5
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_semisupervised.py --data digits --labels 5 --cost-rounds 3 --cost-only
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_semisupervised.py --data mnist --labels 10
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_semisupervised.py --data mnist --labels 60
 	$(BIN)/python benchmarks/bench_anomaly.py --data all
