@@ -136,6 +136,20 @@ def test_resume_needs_a_checkpoint(digits, tmp_path: Path) -> None:
         fit(small_model(), x_train, x_val, TrainConfig(epochs=1), resume=True)
 
 
+def interrupted_in_epoch(model: VAE, done: list[int], epoch: int) -> VAE:
+    """`model` whose training loss raises KeyboardInterrupt (Ctrl-C) in `epoch`, where `done`
+    lists the finished epochs (fill it with fit's on_epoch)."""
+    original = model.loss
+
+    def loss(*args, **kw):
+        if len(done) == epoch - 1 and model.training:
+            raise KeyboardInterrupt
+        return original(*args, **kw)
+
+    model.loss = loss  # type: ignore[method-assign]
+    return model
+
+
 @pytest.mark.parametrize("where", ["step", "validation"])
 def test_interrupt_saves_and_resumes(
     digits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
@@ -148,15 +162,7 @@ def test_interrupt_saves_and_resumes(
     done: list[int] = []
 
     if where == "step":
-        model = small_model()
-        original = model.loss
-
-        def loss(*args, **kw):
-            if len(done) == 2 and model.training:
-                raise KeyboardInterrupt
-            return original(*args, **kw)
-
-        model.loss = loss  # type: ignore[method-assign]
+        model = interrupted_in_epoch(small_model(), done, 3)
     else:
         model = small_model()
         original_eval = train_module.loss_sums  # the validation pass's sums
@@ -205,15 +211,7 @@ def test_saves_by_time_keep_the_first_and_last_epochs_and_resume_exactly(
     x_train, x_val = digits
     cfg = TrainConfig(epochs=5, batch_size=128, seed=3)
     done: list[int] = []
-    model = small_model()
-    original = model.loss
-
-    def loss(*args, **kw):
-        if len(done) == 3 and model.training:
-            raise KeyboardInterrupt
-        return original(*args, **kw)
-
-    model.loss = loss  # type: ignore[method-assign]
+    model = interrupted_in_epoch(small_model(), done, 4)
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingInterrupted, match="epochs up to 1 are saved"):
         fit(model, x_train, x_val, cfg, run_dir=run_dir, progress=False,
