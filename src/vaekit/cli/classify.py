@@ -49,7 +49,7 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--arch", choices=["mlp", "conv"], default="mlp", help="[mlp]")
     g.add_argument("--hidden", type=hidden_sizes, default=(512, 256), help="MLP sizes [512,256]")
     g.add_argument("--pretrain-epochs", type=int, help="autoencoder epochs [>= 50, 2000 steps]")
-    g.add_argument("--pull-epochs", type=int, help="first-guess epochs [>= 20, 1600 steps]")
+    g.add_argument("--pull-epochs", type=int, help="first-guess epochs [>= 20, 400 steps]")
     g.add_argument("--epochs", type=int, help="semi-supervised epochs [>= 100, 4000 steps]")
     g.add_argument("--label-weight", type=float, default=None, help="alpha of -log q(y|x)")
     g.add_argument("--init-space", choices=["auto", "codes", "input"], default="auto",

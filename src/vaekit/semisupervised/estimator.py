@@ -58,7 +58,7 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     n_classes: C (None: the largest label + 1); every class needs a labelled row.
     latent_dim, hidden, arch ("mlp" or "conv"), conv_channels, image_shape: the networks.
     pretrain_epochs, pull_epochs, epochs: the three stages (autoencoder; first guesses observed;
-        the semi-supervised objective). None: at least 50 / 20 / 100 epochs and 2000 / 1600 /
+        the semi-supervised objective). None: at least 50 / 20 / 100 epochs and 2000 / 400 /
         4000 optimizer steps.
     label_weight: alpha of the classification term alpha * -log q(y|x) (nats, per labelled row
         of a batch). labelled_fraction: the labelled rows are repeated until they make up this
