@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+
+# A shell without job control starts background commands (`make test &`, nohup) with Ctrl-C
+# ignored, and Python then leaves SIGINT ignored: the tests of Ctrl-C, in this process and in
+# the commands it starts (which inherit the disposition), would see nothing. Give it back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="module")
