@@ -372,6 +372,15 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def warm_up() -> None:
+    """Pay the one-off costs every arm shares before any fit is timed: the first torch
+    optimizer of a process imports torch._dynamo (about 2 s here), which the first timed arm
+    would pay alone."""
+    import torch
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", choices=sorted(TARGETS), required=True)
@@ -391,6 +400,7 @@ def main() -> None:
     merge = opts.merge and stem.with_suffix(".json").is_file()
     old = json.loads(stem.with_suffix(".json").read_text()) if merge else None
     per_seed = dict(old["per_seed"]) if old is not None else {}
+    warm_up()
     with tempfile.TemporaryDirectory(prefix="bench_tables_") as work:
         opts.work = Path(work)
         for seed in seeds:

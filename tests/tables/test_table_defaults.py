@@ -1,6 +1,7 @@
-"""The table defaults (issue 30, phase 3): a per-step floor on the epochs of a small table, a
-smaller network; `vaekit train` and `vaekit.tables.train_table` apply them where nothing is
-given, and never to an all-numeric CSV or over a flag."""
+"""The table defaults (issue 30, phase 3): a per-step floor on the epochs of a table, a
+smaller network, full-batch steps at a higher rate for a small table; `vaekit train` and
+`vaekit.tables.train_table` apply them where nothing is given, and never to an all-numeric
+CSV or over a flag."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from vaekit.cli.train import run_config_from_args
 from vaekit.core.composite import CompositeLikelihood
 from vaekit.data.config import DataConfig
 from vaekit.data.mixed import (
+    TABLE_BETA,
+    TABLE_FULL_BATCH,
+    TABLE_FULL_BATCH_LR,
+    TABLE_FULL_BATCH_STEPS,
     TABLE_HIDDEN,
     TABLE_LATENT,
     TABLE_MIN_EPOCHS,
@@ -41,22 +46,52 @@ def test_table_epochs_floor() -> None:
 
 def test_table_defaults_count_the_training_split() -> None:
     cfg = DataConfig(source="t.csv", val_fraction=0.1, test_fraction=0.2)
-    auto = table_defaults(344, cfg, 128)  # 241 training rows: 2 steps an epoch
-    assert auto == {"epochs": table_epochs(241, 128), "hidden": TABLE_HIDDEN,
-                    "latent_dim": TABLE_LATENT}
+    small = {"epochs": TABLE_FULL_BATCH_STEPS, "batch_size": TABLE_FULL_BATCH,
+             "lr": TABLE_FULL_BATCH_LR, "hidden": TABLE_HIDDEN, "latent_dim": TABLE_LATENT,
+             "beta": TABLE_BETA}
+    assert table_defaults(344, cfg, 128) == small  # 241 training rows: one full batch
+    # with the batch size or rate given, the step floor over that batch
+    assert table_defaults(344, cfg, 128, full_batch=False) == {
+        "epochs": table_epochs(241, 128), "hidden": TABLE_HIDDEN, "latent_dim": TABLE_LATENT,
+        "beta": TABLE_BETA}
+    edge = round(TABLE_FULL_BATCH / 0.7)  # the largest table whose split fits one batch
+    assert table_defaults(edge, cfg, 128)["batch_size"] == TABLE_FULL_BATCH
+    assert table_defaults(edge + 2, cfg, 128) == {
+        "epochs": table_epochs(round((edge + 2) * 0.7), 128), "hidden": TABLE_HIDDEN,
+        "latent_dim": TABLE_LATENT, "beta": TABLE_BETA}
 
 
 def test_vaekit_train_on_a_table_takes_the_table_defaults(tmp_path: Path) -> None:
     cfg = config("--data", str(PENGUINS), "--out", str(tmp_path / "r"))
     assert cfg.model.hidden == TABLE_HIDDEN and cfg.model.latent_dim == TABLE_LATENT
-    assert cfg.train.epochs == table_defaults(344, cfg.data, 128)["epochs"]
+    assert cfg.train.epochs == TABLE_FULL_BATCH_STEPS  # 241 training rows: full batch
+    assert (cfg.train.batch_size, cfg.train.lr) == (TABLE_FULL_BATCH, TABLE_FULL_BATCH_LR)
+    assert cfg.train.beta == TABLE_BETA
+    assert config("--data", str(PENGUINS), "--out", str(tmp_path / "r"),
+                  "--beta", "2").train.beta == 2.0
     given = config("--data", str(PENGUINS), "--out", str(tmp_path / "r"), "--epochs", "7",
                    "--hidden", "32,16", "--batch-size", "16")
     assert given.train.epochs == 7 and given.model.hidden == (32, 16)
-    assert given.model.latent_dim == TABLE_LATENT
+    assert given.model.latent_dim == TABLE_LATENT and given.train.batch_size == 16
+    assert given.train.lr == 1e-3
     small_batch = config("--data", str(PENGUINS), "--out", str(tmp_path / "r"),
                          "--batch-size", "16")
     assert small_batch.train.epochs == table_epochs(241, 16)
+    rate = config("--data", str(PENGUINS), "--out", str(tmp_path / "r"), "--lr", "0.01")
+    assert (rate.train.batch_size, rate.train.lr) == (128, 0.01)
+    assert rate.train.epochs == table_epochs(241, 128)
+
+
+def test_train_table_takes_the_full_batch_defaults(tmp_path: Path) -> None:
+    from vaekit.tables import train_table
+
+    run = train_table(PENGUINS, tmp_path / "r", epochs=2)
+    assert (run.config.train.batch_size, run.config.train.lr) == (
+        TABLE_FULL_BATCH, TABLE_FULL_BATCH_LR)
+    assert run.config.train.beta == TABLE_BETA
+    given = train_table(PENGUINS, tmp_path / "g", epochs=2, batch_size=64, beta=1.0)
+    assert (given.config.train.batch_size, given.config.train.lr) == (64, 1e-3)
+    assert given.config.train.beta == 1.0
 
 
 def test_numeric_data_keep_the_usual_defaults(tmp_path: Path) -> None:
@@ -65,6 +100,7 @@ def test_numeric_data_keep_the_usual_defaults(tmp_path: Path) -> None:
     for argv in (["--data", str(data)], ["--data", "digits"]):
         cfg = config(*argv, "--out", str(tmp_path / "r"))
         assert cfg.train.epochs == 30 and cfg.model.hidden == (512, 256)
+        assert cfg.train.beta == 1.0 and cfg.train.batch_size == 128
         assert cfg.model.latent_dim == 16
     assert table_rows(DataConfig(source=str(data))) is None
     assert table_rows(DataConfig(source=str(data), table="on")) == 50

@@ -126,14 +126,16 @@ def add_data_flags(g: Any) -> None:
 def add_training_flags(g: Any) -> None:
     """The objective, the optimiser, the final evaluation, and where and how it runs."""
     g.add_argument(
-        "--epochs", type=int, help="[30; a table: enough for 3,000 optimizer steps, >= 30]"
+        "--epochs", type=int, help="[30; a table: enough for 3,000 optimizer steps, >= 30; "
+        "a table of <= 512 training rows: 500 full-batch steps]"
     )
-    g.add_argument("--batch-size", type=int, help="[128]")
-    g.add_argument("--lr", type=float, help="Adam learning rate [1e-3]")
+    g.add_argument("--batch-size", type=int, help="[128; a table of <= 512 training rows: 512]")
+    g.add_argument("--lr", type=float,
+                   help="Adam learning rate [1e-3; a table of <= 512 training rows: 3e-3]")
     g.add_argument("--seed", type=int, help="seed of initialisation and training noise [0]")
     g.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     g.add_argument(
-        "--patience", type=int, help="early stopping: epochs without validation improvement [10]"
+        "--patience", type=int, help="early stopping: epochs without validation improvement [off]"
     )
     g.add_argument(
         "--objective",
@@ -156,7 +158,7 @@ def add_training_flags(g: Any) -> None:
         "by round(side/28) pixels; auto = on for images, off for tables [auto]",
     )
     g.add_argument("--samples", type=int, help="samples per input: S for elbo, K for iwae [1]")
-    g.add_argument("--beta", type=float, help="weight of the rate (KL) term [1.0]")
+    g.add_argument("--beta", type=float, help="weight of the rate (KL) term [1.0; a table: 0.5]")
     g.add_argument("--warmup-epochs", type=int, help="ramp beta from 0 over this many epochs [0]")
     g.add_argument(
         "--mc-kl", action="store_true", default=None, help="Monte-Carlo KL even where analytic"
@@ -258,23 +260,26 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
 
 def _table_defaults(args: argparse.Namespace, merged: dict[str, Any]) -> None:
     """A table's defaults (vaekit.data.mixed.table_defaults: a per-step floor on the epochs,
-    a smaller network) for --epochs / --hidden / --latent-dim not given, where the data are
-    read as a table."""
+    a smaller network, beta 0.5, full-batch steps for a small table) for --epochs / --hidden /
+    --latent-dim / --batch-size / --lr / --beta not given, where the data are read as a table."""
     from vaekit.core.config import from_dict
     from vaekit.data.config import DataConfig
     from vaekit.data.mixed import table_defaults, table_rows
 
-    if all(getattr(args, flag) is not None for flag in ("epochs", "hidden", "latent_dim")):
+    flags = {"epochs": ("train", "epochs"), "hidden": ("model", "hidden"),
+             "latent_dim": ("model", "latent_dim"), "batch_size": ("train", "batch_size"),
+             "lr": ("train", "lr"), "beta": ("train", "beta")}
+    if all(getattr(args, flag) is not None for flag in flags):
         return
     data = from_dict(DataConfig, merged["data"], strict=True)
     n_rows = table_rows(data)
     if n_rows is None:
         return
-    auto = table_defaults(n_rows, data, int(merged["train"]["batch_size"]))
-    for flag, (section, name) in (("epochs", ("train", "epochs")),
-                                  ("hidden", ("model", "hidden")),
-                                  ("latent_dim", ("model", "latent_dim"))):
-        if getattr(args, flag) is None:
+    full_batch = args.batch_size is None and args.lr is None
+    auto = table_defaults(n_rows, data, int(merged["train"]["batch_size"]),
+                          full_batch=full_batch)
+    for flag, (section, name) in flags.items():
+        if getattr(args, flag) is None and flag in auto:
             value = auto[flag]
             merged[section][name] = list(value) if isinstance(value, tuple) else value
 

@@ -5,7 +5,10 @@
 
 Defaults (where an argument is None; `vaekit.data.mixed.table_defaults`): epochs enough for
 TABLE_MIN_STEPS optimizer steps over the training split (at least 30), hidden sizes
-TABLE_HIDDEN, latent size TABLE_LATENT; everything else as `RunConfig()`.
+TABLE_HIDDEN, latent size TABLE_LATENT, beta TABLE_BETA (where `train` holds no beta); a
+training split of at most TABLE_FULL_BATCH rows (with neither batch_size nor lr given) takes
+TABLE_FULL_BATCH_STEPS full-batch steps at TABLE_FULL_BATCH_LR instead; everything else as
+`RunConfig()`.
 """
 
 from __future__ import annotations
@@ -72,9 +75,13 @@ def _train(cols: dict[str, list[Any]], source: str, out: str | Path, epochs: int
     data_cfg = DataConfig(source=source, **data)
     train_cfg = TrainConfig(seed=seed, **train)
     n_rows = len(next(iter(cols.values())))
-    auto = table_defaults(n_rows, data_cfg, train_cfg.batch_size)
+    auto = table_defaults(n_rows, data_cfg, train_cfg.batch_size,
+                          full_batch="batch_size" not in train and "lr" not in train)
     train_cfg = dataclasses.replace(
-        train_cfg, epochs=int(epochs) if epochs is not None else auto["epochs"]
+        train_cfg, epochs=int(epochs) if epochs is not None else auto["epochs"],
+        batch_size=auto.get("batch_size", train_cfg.batch_size),
+        lr=auto.get("lr", train_cfg.lr),
+        beta=train_cfg.beta if "beta" in train else auto["beta"],
     )
     model = ModelConfig(hidden=tuple(hidden) if hidden is not None else auto["hidden"],
                         latent_dim=latent_dim if latent_dim is not None else auto["latent_dim"])
