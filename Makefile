@@ -106,7 +106,7 @@ bench-apps: $(VENV)/.bench
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_tables.py --data Wages --seeds 0 --arms vaekit,tvae,ctgan,copula,tvae-eq,ctgan-eq
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_tables.py --data Wages --seeds 1,2 --merge
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_tables.py --data diamonds --rows 10000 --seeds 0 --arms vaekit,tvae,ctgan,copula,tvae-eq,ctgan-eq
-	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_tables.py --data diamonds --rows 10000 --seeds 1 --merge
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_tables.py --data diamonds --rows 10000 --seeds 1,2 --merge
 	for d in penguins 'Wages --rows 344' 'Computers --rows 344' 'diamonds --rows 344' 'Wages --rows 700'; do OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_table_recipe.py --data $$d --tvae --arms '{"defaults": {}, "batch 128": {"batch_size": 128}}' --seeds 0,1,2 || exit 1; done
 	$(BIN)/python benchmarks/bench_infomax.py --data digits --epochs 100 --speed-rounds 8 --speed-epochs 10 --threads 1
 	$(BIN)/python benchmarks/bench_infomax.py --data mnist --epochs 30 --speed-rounds 11 --speed-epochs 2 --threads 1
