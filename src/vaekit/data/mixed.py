@@ -167,11 +167,11 @@ def table_defaults(
     TABLE_FULL_BATCH rows, also batch_size and lr: one step an epoch over the whole split,
     TABLE_FULL_BATCH_STEPS of them at TABLE_FULL_BATCH_LR."""
     n_train = max(1, round(n_rows * (1.0 - cfg.val_fraction - cfg.test_fraction)))
-    model = {"hidden": TABLE_HIDDEN, "latent_dim": TABLE_LATENT, "beta": TABLE_BETA}
+    shared = {"hidden": TABLE_HIDDEN, "latent_dim": TABLE_LATENT, "beta": TABLE_BETA}
     if full_batch and n_train <= TABLE_FULL_BATCH:
         return {"epochs": max(TABLE_MIN_EPOCHS, TABLE_FULL_BATCH_STEPS),
-                "batch_size": TABLE_FULL_BATCH, "lr": TABLE_FULL_BATCH_LR, **model}
-    return {"epochs": table_epochs(n_train, batch_size), **model}
+                "batch_size": TABLE_FULL_BATCH, "lr": TABLE_FULL_BATCH_LR, **shared}
+    return {"epochs": table_epochs(n_train, batch_size), **shared}
 
 
 def table_rows(cfg: DataConfig) -> int | None:
