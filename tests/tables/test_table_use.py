@@ -5,6 +5,7 @@ them; and the issue's bad inputs at sample/impute/score time: one line, nothing 
 from __future__ import annotations
 
 import csv
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -255,3 +256,23 @@ def test_a_hand_edited_schema_that_no_longer_fits_the_model(
     rc, _, err = run(capsys, "sample", edited, "-n", 5, "--out", tmp_path / "s.csv")
     assert "column_kinds" in assert_one_line_error(rc, err)
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_impute_bounds_the_memory_of_a_pass(
+    penguins_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass over S draws takes as few rows as keep a (S, rows, width) tensor within
+    ELEMENTS numbers, at least one; splitting the rows finer fills every gap as well."""
+    impute_module = importlib.import_module("vaekit.tables.impute")  # the package's
+    # `impute` is the function
+
+    assert impute_module.rows_per_pass(10**9, 40) == 1
+    rows = impute_module.rows_per_pass(1000, 40)
+    assert rows * 1000 * 40 <= impute_module.ELEMENTS < (rows + 1) * 1000 * 40
+    table = {k: v[:40] for k, v in read_table(PENGUINS).items()}
+    whole = impute(penguins_run, table, samples=10)
+    monkeypatch.setattr(impute_module, "ELEMENTS", 10 * 30)  # a row or two a pass
+    split = impute(penguins_run, table, samples=10)
+    for name, cells in table.items():
+        for before, a, b in zip(cells, whole[name], split[name], strict=True):
+            assert (a == b == before) if not is_missing(before) else not is_missing(b)

@@ -13,7 +13,7 @@ NAME = "impute"
 EPILOG = """examples:
   vaekit train --data examples/penguins.csv --out runs/penguins
   vaekit impute runs/penguins --data examples/penguins.csv --out filled.csv
-  vaekit impute runs/penguins --data gaps.csv --out filled.csv --samples 200 --seed 1
+  vaekit impute runs/penguins --data gaps.csv --out filled.csv --samples 2000 --seed 1
 
 How a missing cell is filled: the row's observed cells give q(z|x); over --samples draws of z,
 a numeric column takes the mean of the decoded values (in its own units, rounded as the data
@@ -34,7 +34,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("run", type=Path, help="run directory (trained on a table)")
     p.add_argument("--data", required=True, type=Path, help="FILE.csv with gaps (empty, NA)")
     p.add_argument("--out", type=Path, required=True, help="FILE.csv: --data, gaps filled")
-    p.add_argument("--samples", type=int, default=100, help="posterior draws per row [100]")
+    p.add_argument("--samples", type=int, default=1000, help="posterior draws per row [1000]")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws [0]")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     add_device(p)

@@ -1,7 +1,8 @@
 """Missing cells of a table filled in by a table run; observed cells are never changed.
 
 How a missing cell is filled: the row's observed cells give the posterior q(z|x_obs) (the
-encoder sees them and which cells are missing); S draws z_1..z_S of it (S = `samples`, 100)
+encoder sees them and which cells are missing); S draws z_1..z_S of it (S = `samples`, 1,000:
+fewer leave Monte Carlo noise in the weights that costs accuracy, docs/benchmarks/tables.md)
 each give p(x|z_s) and an importance weight w_s proportional to
 p(x_obs|z_s) p(z_s) / q(z_s|x_obs), normalised over the draws (MIWAE's imputation, Mattei &
 Frellsen 2019: the weighted draws stand for p(z|x_obs) of the model itself, which q only
@@ -28,11 +29,12 @@ from vaekit.data.tabular import as_columns, inverse, read_table
 from vaekit.runs.run import Run
 from vaekit.tables.synth import as_frame_like, generator, table_run
 
-BATCH = 512  # rows per posterior pass: S x BATCH x P parameters at a time
+SAMPLES = 1000  # posterior draws per row
+ELEMENTS = 1 << 24  # at most this many numbers per tensor of a posterior pass (64 MiB)
 
 
 def impute(
-    run: Run | str | Path, table: Any, *, samples: int = 100, seed: int = 0,
+    run: Run | str | Path, table: Any, *, samples: int = SAMPLES, seed: int = 0,
     importance: bool = True,
 ) -> Any:
     """`table` (a CSV path, a dict of columns or a DataFrame) with its missing cells filled in
@@ -69,8 +71,11 @@ def predict_cells(
     gen = generator(run.device, seed)
     numeric = [j for j, c in enumerate(schema.columns) if c.numeric]
     parts: dict[str, list[Any]] = {name: [] for name in schema.names}
-    for start in range(0, len(x), BATCH):
-        xb = x[start : start + BATCH].to(run.device)
+    levels = lik.cat_params.numel()  # categorical columns x their most levels
+    hidden = max(run.config.model.hidden, default=0)  # the decoder's widest layer
+    rows = rows_per_pass(samples, max(lik.param_dim, levels, hidden, len(schema.columns)))
+    for start in range(0, len(x), rows):
+        xb = x[start : start + rows].to(run.device)
         q = model.posterior(xb)
         eps = torch.randn((samples, *q.mean.shape), generator=gen, device=q.mean.device)
         z = q.mean + torch.exp(0.5 * q.logvar) * eps  # (S, batch, latent)
@@ -94,6 +99,13 @@ def predict_cells(
                 cells = [spec.levels[int(i)] for i in best]
             parts[spec.name].extend(cells)
     return parts
+
+
+def rows_per_pass(samples: int, width: int) -> int:
+    """Rows per posterior pass so that a (samples, rows, width) tensor (width: the widest of a
+    pass, a decoder layer or the level probabilities) stays within ELEMENTS numbers: the memory
+    of a pass does not grow with the draws."""
+    return max(1, ELEMENTS // (samples * max(1, width)))
 
 
 def weights(model: Any, params: torch.Tensor, x: torch.Tensor, z: torch.Tensor, q: Any
