@@ -21,7 +21,7 @@ from vaekit.core.objectives import classification_loss
 from vaekit.core.posterior import DiagonalGaussian
 from vaekit.semisupervised import EXPECTED_FAILED_CHECKS, VAEClassifier
 from vaekit.semisupervised.recipe import initial_labels, oversample, resolve_space
-from vaekit.train.stages import AUTO_INPUT_FEATURES, input_features
+from vaekit.train.stages import input_features
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -109,10 +109,9 @@ def test_oversample_makes_labelled_rows_the_asked_share() -> None:
     assert len(oversample(np.zeros(50, int), 0.1, 0)) == 50  # all labelled: no repeats
 
 
-def test_first_guesses_spread_over_the_inputs_when_small_and_the_codes_when_wide() -> None:
-    assert resolve_space("auto", AUTO_INPUT_FEATURES) == "input"
-    assert resolve_space("auto", AUTO_INPUT_FEATURES + 1) == "codes"
-    assert resolve_space("codes", 64) == "codes"
+def test_first_guesses_spread_over_the_inputs_unless_the_codes_are_asked_for() -> None:
+    assert resolve_space("auto") == "input"
+    assert resolve_space("codes") == "codes" and resolve_space("input") == "input"
     x, y, _, _ = digits_few_labels()
     quick = TINY | dict(pretrain_epochs=2, pull_epochs=0, epochs=0)
     by_input = VAEClassifier(random_state=0, **quick).fit(x, y)  # auto: 64 features

@@ -53,8 +53,8 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--epochs", type=int, help="semi-supervised epochs [>= 100, 4000 steps]")
     g.add_argument("--label-weight", type=float, default=None, help="alpha of -log q(y|x)")
     g.add_argument("--init-space", choices=["auto", "codes", "input"], default="auto",
-                   help="where labels spread for the first guesses [auto: input up to 256 "
-                   "features, else the autoencoder's codes]")  # fmt: skip
+                   help="where labels spread for the first guesses: the inputs (PCA to 50 "
+                   "when wider) or the autoencoder's codes [auto: input]")  # fmt: skip
     g.add_argument("--seed", type=int, default=0, help="[0]")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
