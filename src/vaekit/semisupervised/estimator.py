@@ -64,8 +64,8 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         of a batch). labelled_fraction: the labelled rows are repeated until they make up this
         share of the training rows. n_neighbors: k of the label spreading that gives the first
         guesses. init_space: where the labels spread for the first guesses, "codes" (the
-        autoencoder's), "input" (PCA to 50 dimensions when wider) or "auto" (today "input",
-        the better guide on the digits and on MNIST). pull_beta, joint_beta: the KL weight
+        autoencoder's), "input" (PCA to 50 dimensions when wider) or "auto" (today "input":
+        the better final accuracy on the digits and on MNIST). pull_beta, joint_beta: the KL weight
         of the pull and joint stages.
     batch_size, lr, random_state, verbose, device ("auto": a GPU where there is one).
 
