@@ -26,12 +26,9 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 import bench_tables as bt
 import common as bc
@@ -39,39 +36,23 @@ import common as bc
 
 def fit_arm(name: str, overrides: dict[str, Any], train: Any, test: Any, seed: int,
             target: str, work: Path) -> dict[str, Any]:
-    """One arm on one split: fit seconds, epochs, quality, ML efficacy (and imputation)."""
-    import pandas as pd
-    import torch
-
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    row: dict[str, Any] = {}
-    if name == "tvae":
-        synth = bt.sdv_synth("tvae", train, None)
-        t0 = time.perf_counter()
-        synth.fit({"table": train})
-        row["seconds"] = time.perf_counter() - t0
-        syn = synth.sample(num_rows=len(train))
-        syn = syn["table"] if isinstance(syn, dict) else syn
-        row["epochs"] = 300
-    else:
-        from vaekit.tables import sample_table
-
-        overrides = dict(overrides)
-        if isinstance(overrides.get("epochs"), str):  # "S<steps>"
-            n_fit = round(len(train) * 0.9)
-            per_epoch = -(-n_fit // int(overrides.get("batch_size", 128)))
-            overrides["epochs"] = max(30, -(-int(overrides["epochs"][1:]) // per_epoch))
-        t0 = time.perf_counter()
-        run, epochs = bt.fit_vaekit(train, seed, overrides, work / name.replace(" ", "_"))
-        row["seconds"] = time.perf_counter() - t0
-        row["epochs"] = epochs
+    """One arm on one split (`bench_tables.synthesize`, timed alike): fit seconds, epochs,
+    quality, ML efficacy (and, for vaekit, imputation against KNNImputer)."""
+    overrides = dict(overrides)
+    if isinstance(overrides.get("epochs"), str):  # "S<steps>"
+        n_fit = round(len(train) * 0.9)
+        per_epoch = -(-n_fit // int(overrides.get("batch_size", 128)))
+        overrides["epochs"] = max(30, -(-int(overrides["epochs"][1:]) // per_epoch))
+    opts = argparse.Namespace(vaekit=overrides, work=work / name.replace(" ", "_"))
+    state: dict[str, Any] = {}
+    syn, seconds, notes = bt.synthesize("tvae" if name == "tvae" else "vaekit", train, seed,
+                                        opts, state)
+    row: dict[str, Any] = {"seconds": seconds, "epochs": notes.get("epochs") or 300}
+    if "run" in state:
+        run = state["run"]
         row["batch_size"], row["lr"] = run.config.train.batch_size, run.config.train.lr
-        syn = pd.DataFrame(sample_table(run, len(train), seed=seed)).astype(
-            {c: train[c].dtype for c in train.columns}, errors="ignore")
         imp = bt.imputation(train, test, seed, run)
-        row["impute"] = imp["vaekit"]
-        row["knn"] = imp["KNNImputer"]
+        row["impute"], row["knn"] = imp["vaekit"], imp["KNNImputer"]
     row.update(bt.quality(train, syn))
     row["ml"] = bt.ml_efficacy(syn, test, target)
     return row
