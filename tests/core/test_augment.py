@@ -155,3 +155,30 @@ def test_the_encoder_sees_the_augmented_view_in_training_only():
     assert encoder_input(model, x) is x
     off = VAE.from_config(ModelConfig(event_shape=(1, 28, 28), decoder=False, augment="off"))
     assert encoder_input(off.train(), x) is x
+
+
+# --- the semi-supervised classifier's moved copies ---------------------------------------------
+
+
+def test_moved_images_move_a_little_each_their_own_way_and_repeat_under_a_seed():
+    """A bright 2x2 block at the centre ends up at most move_pixels * sqrt(2) away (a shift of
+    up to move_pixels per axis, turned by the rotation); every row draws its own move; the
+    copies keep the batch's shape, range and mass."""
+    assert augment.move_pixels(28) == 2 and augment.move_pixels(8) == 1
+    assert augment.move_pixels(64) == 5
+    x = torch.zeros(64, 1, 28, 28)
+    x[..., 13:15, 13:15] = 1.0
+    torch.manual_seed(0)
+    m = augment.moved(x)
+    assert m.shape == x.shape and float(m.min()) >= 0 and float(m.max()) <= 1 + 1e-6
+    grid = torch.arange(28.0)
+    mass = m.sum((1, 2, 3))
+    cy = (m.sum(3).squeeze(1) * grid).sum(1) / mass
+    cx = (m.sum(2).squeeze(1) * grid).sum(1) / mass
+    dy, dx = cy - 13.5, cx - 13.5
+    assert float((dy**2 + dx**2).sqrt().max()) <= 2 * 2**0.5 + 1e-4
+    torch.testing.assert_close(mass, torch.full((64,), 4.0), rtol=0.01, atol=0)  # resampled, kept
+    assert float(dy.min()) < -0.5 < 0.5 < float(dy.max())  # both ways, and not the same move
+    assert len({round(float(v), 3) for v in dx}) > 32
+    torch.manual_seed(0)
+    torch.testing.assert_close(augment.moved(x), m)

@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from clitools import assert_one_line_error, run, tree_hash
+from vaekit.core.augment import moved
 from vaekit.core.config import ModelConfig
 from vaekit.core.model import VAE
-from vaekit.core.objectives import classification_loss
+from vaekit.core.objectives import classification_loss, consistency_loss
 from vaekit.core.posterior import DiagonalGaussian
 from vaekit.semisupervised import EXPECTED_FAILED_CHECKS, VAEClassifier
 from vaekit.semisupervised.recipe import initial_labels, oversample, resolve_space
@@ -97,6 +98,82 @@ def test_classification_term_counts_labelled_rows_only() -> None:
         without = model.loss(x, y)
     torch.testing.assert_close(with_term.rate, without.rate)
     assert float(with_term.total - without.total) > 0
+
+
+def test_consistency_term_reads_moved_copies_of_confidently_guessed_rows_only() -> None:
+    """consistency_loss: an unlabelled row adds weight * -log q(y_hat|x') of its moved copy x'
+    only where q(y_hat|x) > 0.95, summed over the batch's unlabelled rows; labelled rows add
+    nothing (their labels have the classification term); no gradient through y_hat; flat rows
+    cannot move."""
+    torch.manual_seed(0)
+    model = VAE.from_config(ModelConfig(event_shape=(1, 8, 8), latent_dim=2, prior="cluster",
+                                        num_classes=3, label_weight=2.0))
+    x = torch.rand(6, 1, 8, 8)
+    unlabelled = torch.full((6,), -1)
+
+    def term(labels, weight=1.0):
+        with torch.random.fork_rng():
+            torch.manual_seed(5)
+            return consistency_loss(model, x, labels, model.posterior(x), weight)
+
+    def moved_log_q():
+        with torch.random.fork_rng():
+            torch.manual_seed(5)
+            return model.prior.class_log_posterior(model.posterior(moved(x)))
+
+    # one component for all classes: q(y|x) = 1/3 everywhere, no guess is trusted
+    model.prior.set_mixture(torch.zeros(3, 2), torch.ones(3, 2), torch.full((3,), 1 / 3))
+    assert float(term(unlabelled, weight=100.0).detach()) == 0.0
+    # components far apart: confident guesses, each the target of its moved copy
+    model.prior.set_mixture(torch.tensor([[-50.0, 0], [0, 50], [50, 0]]), torch.ones(3, 2))
+    confidence, guess = model.prior.class_log_posterior(model.posterior(x)).exp().max(1)
+    trusted = confidence > 0.95
+    assert 0 < int(trusted.sum()) < 6  # some guesses trusted, some not
+    nll = -moved_log_q().gather(1, guess[:, None]).squeeze(1)
+    got = term(unlabelled, weight=3.0)
+    torch.testing.assert_close(got, 3.0 * (nll * trusted).sum() / 6)
+    # labelled rows add nothing, and the sum is over the unlabelled rows only
+    labels = torch.where(trusted, guess, -1)  # the trusted rows labelled: nothing left
+    assert float(term(labels).detach()) == 0.0
+    labels = torch.where(trusted, -1, 0)  # the unsure rows labelled: the trusted ones remain
+    torch.testing.assert_close(term(labels), (nll * trusted).sum() / trusted.sum())
+    got.backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())
+    with pytest.raises(ValueError, match="moves images"):
+        flat = VAE.from_config(ModelConfig(event_shape=(6,), latent_dim=2, prior="cluster",
+                                           num_classes=3, label_weight=2.0))
+        z = torch.rand(4, 6)
+        consistency_loss(flat, z, torch.tensor([0, 1, 2, -1]), flat.posterior(z), 1.0)
+
+
+def test_the_joint_stage_moves_images_only(monkeypatch) -> None:
+    """augment="auto": the joint stage's TrainConfig carries consistency_weight for images and 0
+    for flat rows (and for "off"); the other stages never; "on" with flat rows is refused."""
+    from vaekit.semisupervised import estimator
+
+    seen: list[float] = []
+    real = estimator.train_stage
+
+    def spy(model, x, cfg, *args):
+        seen.append(cfg.consistency_weight)
+        return real(model, x, cfg, *args)
+
+    monkeypatch.setattr(estimator, "train_stage", spy)
+    x, y, _, _ = digits_few_labels()
+    quick = TINY | dict(pretrain_epochs=1, pull_epochs=1, epochs=1)
+    VAEClassifier(consistency_weight=7.0, **quick).fit(x.reshape(-1, 8, 8), y)
+    assert seen == [0.0, 7.0]  # pull, joint (pretraining goes through recipe.pretrain)
+    seen.clear()
+    VAEClassifier(image_shape=(8, 8), **quick).fit(x, y)
+    VAEClassifier(**quick).fit(x, y)
+    VAEClassifier(augment="off", **quick).fit(x.reshape(-1, 8, 8), y)
+    assert seen == [0.0, 50.0, 0.0, 0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match=r"augment \(--augment\)='on' moves images"):
+        VAEClassifier(augment="on", **quick).fit(x, y)
+    with pytest.raises(ValueError, match="augment"):
+        VAEClassifier(augment="yes", **quick).fit(x, y)
+    with pytest.raises(ValueError, match="consistency_weight"):
+        VAEClassifier(consistency_weight=-1.0, **quick).fit(x, y)
 
 
 def test_oversample_makes_labelled_rows_the_asked_share() -> None:
@@ -331,4 +408,16 @@ def test_classify_refuses_nan_and_mixed_tables(tmp_path: Path, capsys) -> None:
         rc, _, err = run(capsys, "classify", "--data", data, "--label-column", "kind",
                          "--out", tmp_path / "run", *CLI_TINY)
         assert words in assert_one_line_error(rc, err).lower()
+    assert tree_hash(tmp_path) == before
+
+
+def test_classify_augment_on_needs_images(tmp_path: Path, capsys) -> None:
+    """--augment on with flat rows: one line naming the flags to use, nothing written."""
+    x = np.random.default_rng(0).random((60, 6)).astype(np.float32)
+    np.savez(tmp_path / "rows.npz", x=x, kind=np.arange(60) % 2)
+    before = tree_hash(tmp_path)
+    rc, _, err = run(capsys, "classify", "--data", tmp_path / "rows.npz", "--label-column",
+                     "kind", "--augment", "on", "--out", tmp_path / "run", *CLI_TINY)
+    line = assert_one_line_error(rc, err)
+    assert "--augment='on' moves images" in line and "--image-shape" in line, line
     assert tree_hash(tmp_path) == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,11 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--init-space", choices=["auto", "codes", "input"], default="auto",
                    help="where labels spread for the first guesses: the inputs (PCA to 50 "
                    "when wider) or the autoencoder's codes [auto: input]")  # fmt: skip
+    g.add_argument("--augment", choices=["auto", "on", "off"], default="auto",
+                   help="train q(y|x) to keep its class when an image moves a pixel or two and "
+                   "turns up to 10 degrees [auto: on for images]")  # fmt: skip
+    g.add_argument("--consistency-weight", type=float, default=50.0,
+                   help="weight of that term on unlabelled rows [50]")
     g.add_argument("--seed", type=int, default=0, help="[0]")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -149,6 +155,8 @@ def _fit(args: argparse.Namespace, x: Any, y: Any, device: str) -> Any:
         pull_epochs=args.pull_epochs,
         epochs=args.epochs,
         init_space=args.init_space,
+        augment=args.augment,
+        consistency_weight=args.consistency_weight,
         random_state=args.seed,
         verbose=not args.quiet,
         device=device,
@@ -157,4 +165,4 @@ def _fit(args: argparse.Namespace, x: Any, y: Any, device: str) -> Any:
     try:
         return est.fit(x, y)
     except ValueError as e:  # name the flags a CLI user types
-        raise UserError(str(e).replace("n_classes (--classes)", "--classes")) from None
+        raise UserError(re.sub(r"\b[a-z_]+ \((--[a-z-]+)\)", r"\1", str(e))) from None

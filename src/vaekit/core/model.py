@@ -160,9 +160,11 @@ class VAE(nn.Module):
         objective: str | None = None,
         mi_weight: float = 1.0,
         mi_estimator: str = "jsd",
+        consistency_weight: float = 0.0,
     ) -> objectives.Loss:
         """The training loss for a batch (no input checks: the trainer checks the data once).
-        objective: elbo | iwae | infomax; None: infomax for an encoder-only model, else elbo."""
+        objective: elbo | iwae | infomax; None: infomax for an encoder-only model, else elbo.
+        consistency_weight: of a semi-supervised model's `objectives.consistency_loss` (elbo)."""
         if objective is None:
             objective = "elbo" if self.has_decoder else "infomax"
         if objective == "infomax":
@@ -178,6 +180,7 @@ class VAE(nn.Module):
             beta=beta,
             analytic_kl=analytic_kl,
             label_weight=self.config.label_weight,
+            consistency_weight=consistency_weight,
         )
 
     def forward(

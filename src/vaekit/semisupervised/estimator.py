@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from vaekit.core.config import ModelConfig
 from vaekit.core.model import VAE
 from vaekit.semisupervised import recipe
-from vaekit.semisupervised.inputs import check_params, check_targets, validate
+from vaekit.semisupervised.inputs import check_params, check_targets, named, validate
 from vaekit.train.config import TrainConfig
 from vaekit.train.stages import (
     codes,
@@ -67,6 +67,10 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         autoencoder's), "input" (PCA to 50 dimensions when wider) or "auto" (today "input":
         the better final accuracy on the digits and on MNIST). pull_beta, joint_beta: the KL weight
         of the pull and joint stages.
+    augment: "auto" | "on" | "off": in the joint stage, train q(y|x) to keep its class when an
+        image moves a little (`vaekit.core.objectives.consistency_loss`); "auto" = on for images
+        (X as (n, H, W) or (n, C, H, W), or image_shape given), off for flat rows; "on" insists.
+        consistency_weight: its weight on the unlabelled rows (nats per row).
     batch_size, lr, random_state, verbose, device ("auto": a GPU where there is one).
 
     Fitted attributes: classes_ (C,), model_ (the VAE), n_iter_ (epochs, all stages),
@@ -92,6 +96,8 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         init_space: str = "auto",
         pull_beta: float = 10.0,
         joint_beta: float = 1.0,
+        augment: str = "auto",
+        consistency_weight: float = 50.0,
         batch_size: int = 256,
         lr: float = 1e-3,
         random_state: int | None = None,
@@ -113,6 +119,8 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.init_space = init_space
         self.pull_beta = pull_beta
         self.joint_beta = joint_beta
+        self.augment = augment
+        self.consistency_weight = consistency_weight
         self.batch_size = batch_size
         self.lr = lr
         self.random_state = random_state
@@ -160,7 +168,12 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             train_stage(model, xt, cfg, verbose, device, self.initial_labels_)
             recipe.set_prior(model, xt, self.initial_labels_)
         if joint > 0:
-            cfg = with_changes(train, epochs=joint, beta=float(self.joint_beta))
+            cfg = with_changes(
+                train,
+                epochs=joint,
+                beta=float(self.joint_beta),
+                consistency_weight=self._consistency_weight(x),
+            )
             train_stage(model, xt[rows], cfg, verbose, device, labels[rows])
         self.model_ = model.eval()
         self.classes_ = classes
@@ -174,6 +187,17 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         pull = stage_epochs(self.pull_epochs, recipe.PULL_STEPS, 20, steps)
         joint_steps = max(1, round(steps * joint_scale))
         return pre, pull, stage_epochs(self.epochs, recipe.JOINT_STEPS, 100, joint_steps)
+
+    def _consistency_weight(self, x: np.ndarray) -> float:
+        """The joint stage's consistency weight: consistency_weight for images under augment
+        "auto" or "on", else 0 ("on" with flat rows: a one-line ValueError)."""
+        images = x.ndim == 4
+        if self.augment == "on" and not images:
+            raise ValueError(
+                f"{named('augment')}='on' moves images: give X as (n, H, W) or (n, C, H, W), or "
+                f"image_shape (--image-shape), or set it to 'off'; X has rows of {x.shape[1:]}"
+            )
+        return float(self.consistency_weight) if images and self.augment != "off" else 0.0
 
     def _model_space(self, x: np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
         """(x in model space, the networks' config). Data in [0, 1] keep their units and get a

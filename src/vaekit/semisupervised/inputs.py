@@ -20,6 +20,8 @@ FLAGS = {
     "epochs": "--epochs",
     "latent_dim": "--latent-dim",
     "label_weight": "--label-weight",
+    "augment": "--augment",
+    "consistency_weight": "--consistency-weight",
 }
 
 
@@ -48,8 +50,11 @@ def check_params(est: Any) -> None:
         raise ValueError(f"arch must be 'mlp' or 'conv', got {est.arch!r}")
     if not est.lr > 0 or not est.pull_beta >= 0 or not est.joint_beta >= 0:
         raise ValueError("lr must be > 0, and pull_beta and joint_beta >= 0")
-    if not est.label_weight >= 0:
-        raise ValueError(f"{named('label_weight')} must be >= 0, got {est.label_weight!r}")
+    for name in ("label_weight", "consistency_weight"):
+        if not getattr(est, name) >= 0:
+            raise ValueError(f"{named(name)} must be >= 0, got {getattr(est, name)!r}")
+    if est.augment not in ("auto", "on", "off"):
+        raise ValueError(f"{named('augment')} must be 'auto', 'on' or 'off', got {est.augment!r}")
     if not 0 <= est.labelled_fraction < 1:
         raise ValueError(f"labelled_fraction must be in [0, 1), got {est.labelled_fraction!r}")
 

@@ -21,7 +21,12 @@ trained in stages, each a `vaekit.train.fit` run:
    (the sum over y exact, `vaekit.core.priors.ClassGaussian.kl`; alpha = `label_weight`,
    `vaekit.core.objectives.classification_loss`), at the full learning rate. The labelled rows
    are repeated in the training set until they make up `labelled_fraction` of it
-   (`oversample`), so an epoch's batches hold labelled rows in that share.
+   (`oversample`), so an epoch's batches hold labelled rows in that share. On images the loss
+   adds the consistency term (`vaekit.core.objectives.consistency_loss`, the estimator's
+   `augment` and `consistency_weight`): on an unlabelled row whose q(y|x) names a class with
+   probability above 0.95, q(y|x') of a copy x' moved by a pixel or two and turned by up to 10
+   degrees must name the same class. The mixture groups images by how they look; this tells it
+   which differences do not change the class.
 
 Predictions are argmax_y q(y|x), the responsibilities of the whole posterior under the
 mixture; nothing else classifies.

@@ -32,6 +32,9 @@ class TrainConfig:
     # auto | on | off: the step's forward and backward through torch.compile, CUDA graphs on a
     # GPU (vaekit.train.steps); auto = on a CUDA GPU only
     compile: str = field(default="auto", metadata=ADDED)
+    # semi-supervised images (label_weight > 0): weight of q(y|x)'s consistency under small moves
+    # of the image on unlabelled rows (vaekit.core.objectives.consistency_loss); 0: none
+    consistency_weight: float = field(default=0.0, metadata=ADDED)
 
     def __post_init__(self) -> None:
         check_positive("epochs", self.epochs)
@@ -46,6 +49,7 @@ class TrainConfig:
         check_positive("mi_weight", self.mi_weight)
         check_choice("precision", self.precision, ("fp32", "bf16"))
         check_choice("compile", self.compile, ("auto", "on", "off"))
+        check_positive("consistency_weight", self.consistency_weight, allow_zero=True)
         if self.grad_clip is not None:
             check_positive("grad_clip", self.grad_clip)
         if self.patience is not None:

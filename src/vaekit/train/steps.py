@@ -94,6 +94,7 @@ def batch_loss(
         "objective": cfg.objective,
         "mi_weight": cfg.mi_weight,
         "mi_estimator": cfg.mi_estimator,
+        "consistency_weight": cfg.consistency_weight,
     }
 
     def eager(x: torch.Tensor, y: torch.Tensor | None, beta: float) -> Loss:
