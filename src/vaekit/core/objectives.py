@@ -121,12 +121,18 @@ def consistency_loss(
     through y_hat); weight times their sum over the batch's unlabelled rows (y = -1). The class
     of a digit does not change when it moves; the Gaussian mixture of the latent space cannot
     learn that from a few labels. (The same term on the labelled rows' moved copies scored
-    lower on the digits and on MNIST.) x: (batch, C, H, W); q: q(z|x) of x; y: (batch,)."""
+    lower on the digits and on MNIST.) The moved copy's posterior variance enters q(y|x') as a
+    constant: the term moves where the encoder puts a moved image, and cannot lower its loss by
+    widening the posterior toward a wider class Gaussian (with that gradient the posteriors and
+    the class Gaussians grew wider and the class-conditional samples worse).
+    x: (batch, C, H, W); q: q(z|x) of x; y: (batch,)."""
     if x.dim() != 4:
         raise ValueError(
             f"the consistency term moves images (batch, C, H, W), got a batch of {tuple(x.shape)}"
         )
-    log_q_moved = model.prior.class_log_posterior(model.posterior(moved(x), y))  # (batch, K)
+    q_moved = model.posterior(moved(x), y)
+    q_moved = DiagonalGaussian(q_moved.mean, q_moved.logvar.detach())
+    log_q_moved = model.prior.class_log_posterior(q_moved)  # (batch, K)
     unlabelled = y < 0
     confidence, guess = model.prior.class_log_posterior(q).detach().max(-1)
     sure = unlabelled & (confidence > math.log(CONFIDENCE))
