@@ -137,6 +137,7 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         x = validate(self, X, reset=True)
         check_params(self)
         labels, classes = check_targets(y, len(x), self.n_classes)
+        consistency = self._consistency_weight(x)  # refuses augment="on" before any training
         c = len(classes)
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         xt, networks = self._model_space(x)
@@ -172,7 +173,7 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                 train,
                 epochs=joint,
                 beta=float(self.joint_beta),
-                consistency_weight=self._consistency_weight(x),
+                consistency_weight=consistency,
             )
             train_stage(model, xt[rows], cfg, verbose, device, labels[rows])
         self.model_ = model.eval()
