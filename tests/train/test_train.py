@@ -366,6 +366,19 @@ def test_training_lowers_the_validation_loss(digits) -> None:
 # --- bad data through the API --------------------------------------------------------------------
 
 
+def test_with_beta_below_one_the_best_model_is_chosen_by_the_objective_trained(digits) -> None:
+    """The validation total weighs the rate by beta, as the training loss does: at beta 0.1 the
+    beta-1 ELBO may be best in the first epochs while the objective trained still improves."""
+    x_train, x_val = digits
+    model = small_model()
+    cfg = TrainConfig(epochs=4, lr=3e-3, beta=0.1)
+    history = fit(model, x_train, x_val, cfg, progress=False)
+    for r in history:
+        assert r["val_loss"] == pytest.approx(r["val_distortion"] + 0.1 * r["val_rate"], rel=1e-4)
+    _, rate, distortion = evaluate_loss(model, x_val)
+    assert distortion + 0.1 * rate == pytest.approx(min(r["val_loss"] for r in history), rel=0.05)
+
+
 def test_fit_rejects_bad_data(digits) -> None:
     x_train, x_val = digits
     with pytest.raises(ValueError, match="gaussian"):

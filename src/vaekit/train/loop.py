@@ -417,10 +417,15 @@ def _train_epoch(
 def _validate(
     model: VAE, x: Rows, y: torch.Tensor | None, cfg: TrainConfig, world: distributed.World
 ) -> list[float]:
-    """evaluate_loss over the validation split, each rank its part, summed across ranks."""
+    """evaluate_loss over the validation split, each rank its part, summed across ranks; the
+    total weighs the rate by cfg.beta, as the training loss does, so that early stopping and
+    the best model follow the objective trained (with beta < 1 the beta-1 ELBO can be best in
+    the first epochs while that objective still improves); rate and distortion stay in nats."""
     idx = world.part(len(x))
-    sums = loss_sums(model, x, idx, cfg.batch_size, y, cfg)
-    return world.sum(sums).div(len(x)).tolist()
+    val = world.sum(loss_sums(model, x, idx, cfg.batch_size, y, cfg)).div(len(x)).tolist()
+    if cfg.objective != "iwae":  # elbo and infomax: total = ... + beta * rate
+        val[0] += (cfg.beta - 1.0) * val[1]
+    return val
 
 
 def _track_best(state: dict[str, Any], score: float, epoch: int) -> bool:

@@ -35,7 +35,8 @@ def _read_metrics(metrics_csv: str | Path) -> dict[str, np.ndarray]:
 
 
 def training_curves(metrics_csv: str | Path, path: str | Path) -> Path:
-    """Panels for -ELBO, rate (KL) and distortion per epoch, train and validation.
+    """Panels for the loss (distortion + beta * rate; -ELBO at beta 1), rate (KL) and
+    distortion per epoch, train and validation.
 
     Reads metrics.csv (columns epoch, train_loss, train_rate, train_distortion, val_loss,
     val_rate, val_distortion, seconds); empty val_* cells (no validation split) are skipped.
@@ -43,7 +44,7 @@ def training_curves(metrics_csv: str | Path, path: str | Path) -> Path:
     cols = _read_metrics(metrics_csv)
     epoch = cols["epoch"]
     panels = [
-        ("loss", "total loss (−ELBO)"),
+        ("loss", "loss (distortion + β·rate)"),
         ("rate", "rate (KL)"),
         ("distortion", "distortion (−log p(x|z))"),
     ]
