@@ -379,6 +379,28 @@ def test_with_beta_below_one_the_best_model_is_chosen_by_the_objective_trained(d
     assert distortion + 0.1 * rate == pytest.approx(min(r["val_loss"] for r in history), rel=0.05)
 
 
+def test_without_validation_the_warm_up_epochs_compare_at_the_beta_they_ramp_to(
+    digits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training figures [loss, rate, distortion] at beta 0 then 2 (warm-up to 2): epoch 1's
+    loss as logged (10) is the lowest, but at beta 2 it is 10 + 2 * 5 = 20 against epoch 2's
+    12, so epoch 2 is the best model."""
+    x_train, _ = digits
+    n = len(x_train)
+    figures = iter([([10.0, 5.0, 10.0], 0.0), ([12.0, 1.0, 10.0], 2.0)])
+
+    def epoch(*args, **kwargs):
+        sums, beta = next(figures)
+        return torch.tensor(sums) * n, beta
+
+    monkeypatch.setattr(train_module, "_train_epoch", epoch)
+    run_dir = tmp_path / "run"
+    cfg = TrainConfig(epochs=2, warmup_epochs=1, beta=2.0)
+    history = fit(small_model(), x_train, None, cfg, run_dir=run_dir, progress=False)
+    assert [r["train_loss"] for r in history] == pytest.approx([10.0, 12.0])
+    assert saved_checkpoint(run_dir)[1]["state"]["best_epoch"] == 2
+
+
 def test_fit_rejects_bad_data(digits) -> None:
     x_train, x_val = digits
     with pytest.raises(ValueError, match="gaussian"):

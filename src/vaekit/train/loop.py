@@ -134,12 +134,8 @@ def _training_mode(
     # which make CPU steps 1.5-2x slower after ~800 steps. Flushing them to zero changes
     # values below 1e-38 only. All threads: see vaekit.train.denormals. (GPUs flush by themselves.)
     was_flushing = denormals.is_flushing()
-    flushed = (
-        cfg.flush_denormal
-        and device.type == "cpu"
-        and not was_flushing
-        and denormals.set_flush_denormal(True)
-    )
+    wanted = cfg.flush_denormal and device.type == "cpu" and not was_flushing
+    flushed = wanted and denormals.set_flush_denormal(True)
     try:
         compiled = compiles(cfg, device, in_group)
         with networks_in(model, cfg.precision), compile_settings(compiled):
@@ -169,7 +165,8 @@ def fit(
     x_train, x_val: (n, *event_shape) float tensors (or row sources). y_train, y_val: (n,)
     class labels, required by a model that observes them (a conditional VAE) and refused by
     one that does not; a batch's labels are taken with the same indices as its x. The model
-    ends with the weights of its best validation epoch (the last epoch without validation data).
+    ends with the weights of its best epoch: the lowest validation loss (without validation
+    data, training loss), the rate weighed by cfg.beta (warm-up's ramp aside).
     resume: continue from run_dir/checkpoint.safetensors (same weights as an uninterrupted run).
     dynamic_binarize: draw x ~ Bernoulli(x) afresh every epoch (validation is drawn once).
     device: where to train ("auto", "cpu", "cuda", "cuda:N", "mps", a torch.device); None:
@@ -334,7 +331,7 @@ def _run_epoch(s: _Session, epoch: int) -> _Epoch:
     val = None if s.x_val is None else _validate(s.model, s.x_val, s.y_val, cfg, world)
     row = epoch_row(epoch, train, val, beta, time.perf_counter() - t0)
     s.state["history"].append(row)
-    improved = _track_best(s.state, val[0] if val else train[0], epoch)
+    improved = _track_best(s.state, val[0] if val else _at_beta(train, beta, cfg), epoch)
     if improved:
         s.best_weights = {k: v.detach().clone() for k, v in s.model.state_dict().items()}
     stop = cfg.patience is not None and s.x_val is not None and s.state["bad"] >= cfg.patience
@@ -418,14 +415,18 @@ def _validate(
     model: VAE, x: Rows, y: torch.Tensor | None, cfg: TrainConfig, world: distributed.World
 ) -> list[float]:
     """evaluate_loss over the validation split, each rank its part, summed across ranks; the
-    total weighs the rate by cfg.beta, as the training loss does, so that early stopping and
-    the best model follow the objective trained (with beta < 1 the beta-1 ELBO can be best in
-    the first epochs while that objective still improves); rate and distortion stay in nats."""
+    total at cfg.beta (`_at_beta`), so that early stopping and the best model follow the
+    objective trained (with beta < 1 the beta-1 ELBO can be best in the first epochs while
+    that objective still improves); rate and distortion stay in nats."""
     idx = world.part(len(x))
     val = world.sum(loss_sums(model, x, idx, cfg.batch_size, y, cfg)).div(len(x)).tolist()
-    if cfg.objective != "iwae":  # elbo and infomax: total = ... + beta * rate
-        val[0] += (cfg.beta - 1.0) * val[1]
-    return val
+    return [_at_beta(val, 1.0, cfg), *val[1:]]
+
+
+def _at_beta(figures: list[float], beta: float, cfg: TrainConfig) -> float:
+    """The total of [loss, rate, distortion] computed at `beta`, the rate weighed by cfg.beta
+    instead (warm-up's epochs compare at the beta they ramp to); iwae has no beta."""
+    return figures[0] if cfg.objective == "iwae" else figures[0] + (cfg.beta - beta) * figures[1]
 
 
 def _track_best(state: dict[str, Any], score: float, epoch: int) -> bool:
