@@ -100,8 +100,13 @@ def test_impute_fills_gaps_and_keeps_observed_cells(
     out = tmp_path / "filled.csv"
     rc, stdout, err = run(capsys, "impute", penguins_run, "--data", data, "--out", out)
     assert rc == 0, err
+    assert "imputing" in err and "row" in err  # the progress bar, on stderr
     missing = sum(is_missing(c) for cells in gaps.values() for c in cells)
     assert f"{missing} missing cells filled" in stdout
+    rc, _, quiet = run(capsys, "impute", penguins_run, "--data", data, "--out",
+                       tmp_path / "quiet.csv", "--quiet")
+    assert rc == 0 and "imputing" not in quiet
+    assert read_table(tmp_path / "quiet.csv") == read_table(out)  # the bar changes nothing
     filled = read_table(out)
     assert list(filled) == list(gaps)
     for name, cells in gaps.items():

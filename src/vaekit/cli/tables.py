@@ -16,9 +16,11 @@ EPILOG = """examples:
   vaekit impute runs/penguins --data gaps.csv --out filled.csv --samples 2000 --seed 1
 
 How a missing cell is filled: the row's observed cells give q(z|x); over --samples draws of z,
-a numeric column takes the mean of the decoded values (in its own units, rounded as the data
-were written; integers as integers), a categorical or binary column its most probable level
-(probabilities averaged over the draws). Observed cells are written exactly as read.
+importance-weighted by how well each explains the observed cells, a numeric column takes the
+mean of the decoded values (in its own units, rounded as the data were written; integers as
+integers), a categorical or binary column its most probable level (probabilities averaged
+over the draws; for levels that are all numbers, the level nearest their mean). Observed
+cells are written exactly as read.
 --data must have the run's columns (any order); a column missing or extra, or a category the
 run has not seen, is an error naming it."""
 
@@ -37,6 +39,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--samples", type=int, default=1000, help="posterior draws per row [1000]")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws [0]")
     p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device(p)
 
 
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if run.config.data.table != "on":
         raise UserError(f"{args.run} was not trained on a table; train one on a CSV first")
     table = read_table(args.data)
-    filled = impute(run, table, samples=args.samples, seed=args.seed)
+    filled = impute(run, table, samples=args.samples, seed=args.seed, progress=not args.quiet)
     gaps = sum(is_missing(c) for cells in table.values() for c in cells)
     write_atomic(args.out, lambda f: write_table(f, filled))
     rows = len(next(iter(table.values())))

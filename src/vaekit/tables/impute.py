@@ -35,23 +35,23 @@ ELEMENTS = 1 << 24  # at most this many numbers per tensor of a posterior pass (
 
 def impute(
     run: Run | str | Path, table: Any, *, samples: int = SAMPLES, seed: int = 0,
-    importance: bool = True,
+    importance: bool = True, progress: bool = False,
 ) -> Any:
     """`table` (a CSV path, a dict of columns or a DataFrame) with its missing cells filled in
     by the run (see the module docstring for how); every observed cell is returned as given.
 
     Returns the same columns in the same order (a dict of columns; a DataFrame for a
     DataFrame). One-line DataErrors for a column missing or extra, an unknown category, a
-    cell that does not fit its column's kind.
+    cell that does not fit its column's kind. progress: a progress bar on stderr (rows done;
+    about 5 ms a row on one CPU thread at 1,000 draws).
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples is the number of posterior draws, >= 1; got {samples!r}")
     run, schema = table_run(run)
     cols = read_table(table) if isinstance(table, (str, Path)) else as_columns(table)
     x, mask = encode(cols, schema)
-    values = predict_cells(
-        run, schema, torch.from_numpy(x), samples=samples, seed=seed, importance=importance
-    )
+    values = predict_cells(run, schema, torch.from_numpy(x), samples=samples, seed=seed,
+                           importance=importance, progress=progress)
     out = {name: list(cells) for name, cells in cols.items()}
     for j, name in enumerate(schema.names):
         for i in np.flatnonzero(~mask[:, j]):
@@ -62,7 +62,7 @@ def impute(
 @torch.no_grad()
 def predict_cells(
     run: Run, schema: Schema, x: torch.Tensor, *, samples: int, seed: int,
-    importance: bool = True,
+    importance: bool = True, progress: bool = False,
 ) -> dict[str, list[Any]]:
     """Every cell's prediction from the run given the row's observed cells (x: (n, C) encoded,
     NaN where missing): dict column -> n values in the column's own kind (module docstring)."""
@@ -74,6 +74,7 @@ def predict_cells(
     levels = lik.cat_params.numel()  # categorical columns x their most levels
     hidden = max(run.config.model.hidden, default=0)  # the decoder's widest layer
     rows = rows_per_pass(samples, max(lik.param_dim, levels, hidden, len(schema.columns)))
+    bar = rows_bar(len(x), progress)
     for start in range(0, len(x), rows):
         xb = x[start : start + rows].to(run.device)
         q = model.posterior(xb)
@@ -98,7 +99,20 @@ def predict_cells(
                 best = level_choice(probs[:, cat[j], : len(spec.levels)], spec.levels)
                 cells = [spec.levels[int(i)] for i in best]
             parts[spec.name].extend(cells)
+        if bar is not None:
+            bar.update(len(xb))
+    if bar is not None:
+        bar.close()
     return parts
+
+
+def rows_bar(n: int, enabled: bool) -> Any:
+    """A progress bar over n rows on stderr, or None."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=n, desc="imputing", unit="row", leave=False, dynamic_ncols=True)
 
 
 def rows_per_pass(samples: int, width: int) -> int:
