@@ -442,8 +442,7 @@ def _track_best(state: dict[str, Any], score: float, epoch: int) -> bool:
 
 def _save_epoch(s: _Session, improved: bool) -> None:
     """The save unit: the best model (when a better one came since the last save), the
-    checkpoint and metrics.csv, which always agree (the caller holds Ctrl-C until all three are
-    written)."""
+    checkpoint and metrics.csv, which always agree (the caller holds Ctrl-C over all three)."""
     assert s.run_dir is not None
     if improved:
         s.model.save(s.run_dir / MODEL, s.best_weights)
