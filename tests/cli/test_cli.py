@@ -116,6 +116,9 @@ def test_demo_run_directory_holds_every_file(demo: Path) -> None:
     for name in ("samples", "reconstructions", "manifold", "latent", "curves"):
         assert f'src="{name}.png"' in report, name
     assert "ELBO" in report and "log p(x)" in report
+    kept = meta["state"]["best_epoch"]  # the weights in model.safetensors: the report says which
+    assert kept == 1 + min(range(len(rows)), key=lambda i: float(rows[i]["val_loss"]))
+    assert f'epoch kept (lowest validation loss)</td><td class="value">{kept}</td>' in report
 
 
 def test_manifold_plot_of_a_2d_latent_opens(demo: Path) -> None:

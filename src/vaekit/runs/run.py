@@ -267,11 +267,9 @@ def with_table(config: RunConfig, splits: Splits) -> RunConfig:
 
 
 def with_classes(model: ModelConfig, splits: Splits) -> ModelConfig:
-    """A conditional model's num_classes and class names, taken from the data's labels.
-
-    Labels are class indices 0..K-1 (folder names and string labels are encoded so by the
-    loader, which keeps the names); K is the largest label + 1 over all splits.
-    """
+    """A conditional model's num_classes and class names, taken from the data's labels:
+    class indices 0..K-1 (folder names and string labels are encoded so by the loader, which
+    keeps the names); K is the largest label + 1 over all splits."""
     ys = [s.y for s in (splits.train, splits.val, splits.test) if s.y is not None and len(s.y)]
     if splits.train.y is None or not ys:
         raise DataError(
@@ -324,10 +322,8 @@ def evaluate_options(train: Any) -> dict[str, Any]:
 
 
 def evaluate_split(run: Run, splits: Splits, *, progress: bool = False) -> dict[str, float]:
-    """Test-split figures written to evaluation.json (the train split if there is no test).
-
-    A conditional model's figures are of log p(x|y), with its conditional accuracy beside them.
-    """
+    """Test-split figures written to evaluation.json (the train split if there is no test);
+    a conditional model's are of log p(x|y), with its conditional accuracy beside them."""
     name, part = ("test", splits.test) if len(splits.test.x) else ("train", splits.train)
     y = part.y if run.model.observes_labels else None
     figures: dict[str, Any] = {
@@ -427,6 +423,10 @@ def _with_history(out: dict[str, Any], run: Run) -> dict[str, Any]:
     if history:
         out["epochs trained"] = len(history)
         out["seconds training"] = round(sum(float(r["seconds"]) for r in history), 1)
+        val = [float(r["val_loss"] or "nan") for r in history]
+        if any(math.isfinite(v) for v in val):  # the weights in model.safetensors
+            out["epoch kept (lowest validation loss)"] = 1 + min(
+                range(len(val)), key=lambda i: val[i] if math.isfinite(val[i]) else math.inf)
     return out
 
 
