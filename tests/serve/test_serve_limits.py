@@ -88,14 +88,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def half_sent(port: int, count: int) -> list[socket.socket]:
-    """`count` connections, each left in one of the HALF_SENT states."""
+def half_sent(port: int, count: int, gap_s: float = 0.0) -> list[socket.socket]:
+    """`count` connections, each left in one of the HALF_SENT states; gap_s seconds between
+    them, so that the server has read each one's bytes before the next arrives (its idea of
+    which waited longest is then the order they were opened, even on a loaded machine)."""
     held = []
     for i in range(count):
         s = socket.create_connection((HOST, port), timeout=WAIT_S)
         if HALF_SENT[i % len(HALF_SENT)]:
             s.sendall(HALF_SENT[i % len(HALF_SENT)])
         held.append(s)
+        time.sleep(gap_s)
     return held
 
 
@@ -321,7 +324,7 @@ def test_a_drip_fed_request_does_not_extend_its_deadline(run: Path) -> None:
 def test_at_the_cap_the_longest_waiting_connections_are_closed(run: Path) -> None:
     limits = Limits(max_connections=8, header_s=WAIT_S, body_s=WAIT_S)
     with server_thread(create_app(run), limits) as port:
-        held = half_sent(port, 20)
+        held = half_sent(port, 20, gap_s=0.05)
         # a valid request still gets in: it closes the oldest half-sent connection
         assert decode_request(port).status_code == 200
         time.sleep(0.5)  # let the server's closes arrive
