@@ -281,3 +281,100 @@ def test_impute_bounds_the_memory_of_a_pass(
     for name, cells in table.items():
         for before, a, b in zip(cells, whole[name], split[name], strict=True):
             assert (a == b == before) if not is_missing(before) else not is_missing(b)
+
+
+# --- exemplars: the training rows' codes, imputation's prior ----------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small penguins run trained to its full-batch default (seconds), codes that differ."""
+    from vaekit.tables import train_table
+
+    out = tmp_path_factory.mktemp("exemplars") / "run"
+    train_table(PENGUINS, out, hidden=[32, 16], latent_dim=4, seed=0)
+    return out
+
+
+def test_a_table_run_keeps_its_training_rows_codes(trained_run: Path) -> None:
+    import torch
+
+    from vaekit.runs.tables import EXEMPLARS, load_exemplars
+
+    run = Run.load(trained_run)
+    x, _ = run.data(split="train")
+    mean, logvar = load_exemplars(trained_run)
+    assert mean.shape == logvar.shape == (len(x), run.config.model.latent_dim)
+    with torch.no_grad():
+        q = run.model.eval().posterior(x)
+    torch.testing.assert_close(mean, q.mean)
+    torch.testing.assert_close(logvar, q.logvar)
+    # --force into the same directory removes them with the other vaekit files
+    from vaekit.runs.run import prepare_out_dir
+
+    copy = trained_run.parent / "copy"
+    copy.mkdir()
+    (copy / EXEMPLARS).write_bytes((trained_run / EXEMPLARS).read_bytes())
+    prepare_out_dir(copy, resume=False, force=True)
+    assert not (copy / EXEMPLARS).exists()
+
+
+def test_imputation_follows_the_exemplar_that_explains_the_observed_cells(
+    trained_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two exemplars far apart, each nearly a point: a row whose observed cells are what one
+    of them decodes to is completed with that exemplar's decoded values, not a blend."""
+    import torch
+
+    impute_module = importlib.import_module("vaekit.tables.impute")
+    run = Run.load(trained_run)
+    schema = schema_of(trained_run)
+    lik = run.model.eval().likelihood
+    d = run.config.model.latent_dim
+    codes = torch.stack([torch.full((d,), 2.5), torch.full((d,), -2.5)])
+    monkeypatch.setattr(impute_module, "load_exemplars",
+                        lambda path: (codes, torch.full_like(codes, -30.0)))
+    with torch.no_grad():
+        params = run.model.decoder_params(codes)  # (2, P)
+        means = lik.mean(params)  # transformed numbers, P(x = 1), level indices
+    rows = means.clone()
+    for j, spec in enumerate(schema.columns):
+        if spec.kind == "binary":
+            rows[:, j] = (means[:, j] >= 0.5).float()
+    target = schema.names.index("body_mass_g")
+    rows[:, target] = float("nan")  # the cell to fill
+    units = impute_module.data_units(schema, lik, params[:, None, :])[target][:, 0]
+    assert abs(units[0] - units[1]) > 200  # grams: the two exemplars disagree
+    filled = impute_module.predict_cells(run, schema, rows, samples=10, seed=0)
+    assert filled["body_mass_g"] == [round(units[0]), round(units[1])]
+    prior = impute_module.predict_cells(run, schema, rows, samples=10, seed=0,
+                                        exemplars=False)  # N(0, I): another answer
+    assert prior["body_mass_g"] != filled["body_mass_g"]
+
+
+def test_codes_that_do_not_fit_the_model_are_a_one_line_error(
+    trained_run: Path, tmp_path: Path, capsys
+) -> None:
+    import shutil
+
+    import torch
+
+    from vaekit.core.io import save_tensors
+    from vaekit.runs.tables import EXEMPLARS
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    save_tensors(run_dir / EXEMPLARS, {"mean": torch.zeros(5, 3), "logvar": torch.zeros(5, 3)},
+                 {})
+    out = tmp_path / "filled.csv"
+    rc, _, err = run(capsys, "impute", run_dir, "--data", PENGUINS, "--out", out)
+    assert "exemplars.safetensors" in assert_one_line_error(rc, err) and "delete" in err
+    assert not out.exists()
+    (run_dir / EXEMPLARS).write_bytes(b"not a safetensors file")
+    rc, _, err = run(capsys, "impute", run_dir, "--data", PENGUINS, "--out", out)
+    assert "exemplars.safetensors" in assert_one_line_error(rc, err)
+    assert not out.exists()
+    rc, _, err = run(capsys, "impute", run_dir, "--data", PENGUINS, "--out", out,
+                     "--no-exemplars", "--quiet")  # the N(0, I) prior needs no codes
+    assert rc == 0, err
+    assert out.exists()

@@ -15,12 +15,16 @@ EPILOG = """examples:
   vaekit impute runs/penguins --data examples/penguins.csv --out filled.csv
   vaekit impute runs/penguins --data gaps.csv --out filled.csv --samples 2000 --seed 1
 
-How a missing cell is filled: the row's observed cells give q(z|x); over --samples draws of z,
-importance-weighted by how well each explains the observed cells, a numeric column takes the
-mean of the decoded values (in its own units, rounded as the data were written; integers as
-integers), a categorical or binary column its most probable level (probabilities averaged
-over the draws; for levels that are all numbers, the level nearest their mean). Observed
-cells are written exactly as read.
+How a missing cell is filled: a table run keeps its training rows' codes
+(exemplars.safetensors); the code of each (its posterior mean), weighted by how well it
+explains the row's observed cells (the exemplar prior), stands for p(z | observed cells).
+Without them (--no-exemplars, or the file deleted), --samples draws of q(z|x),
+importance-weighted, do. Then a numeric column takes the weighted mean of the decoded values
+(in its own units, rounded as the data were written; integers as integers), a categorical or
+binary column its most probable level (probabilities averaged over the draws; for levels that
+are all numbers, the level nearest their mean). A run trained with --select impute fills
+gaps best where rows have near copies (vaekit train --help).
+Observed cells are written exactly as read.
 --data must have the run's columns (any order); a column missing or extra, or a category the
 run has not seen, is an error naming it."""
 
@@ -36,7 +40,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("run", type=Path, help="run directory (trained on a table)")
     p.add_argument("--data", required=True, type=Path, help="FILE.csv with gaps (empty, NA)")
     p.add_argument("--out", type=Path, required=True, help="FILE.csv: --data, gaps filled")
-    p.add_argument("--samples", type=int, default=1000, help="posterior draws per row [1000]")
+    p.add_argument("--samples", type=int, default=1000,
+                   help="posterior draws per row without exemplars [1000]")
+    p.add_argument("--no-exemplars", action="store_true",
+                   help="the N(0, I) prior even where the run keeps its training rows' codes")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws [0]")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -55,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if run.config.data.table != "on":
         raise UserError(f"{args.run} was not trained on a table; train one on a CSV first")
     table = read_table(args.data)
-    filled = impute(run, table, samples=args.samples, seed=args.seed, progress=not args.quiet)
+    filled = impute(run, table, samples=args.samples, seed=args.seed,
+                    exemplars=not args.no_exemplars, progress=not args.quiet)
     gaps = sum(is_missing(c) for cells in table.values() for c in cells)
     write_atomic(args.out, lambda f: write_table(f, filled))
     rows = len(next(iter(table.values())))

@@ -8,6 +8,8 @@ A run directory holds
     metrics.csv            one row per epoch
     evaluation.json        test-split figures (nats per example)
     *.png, report.html     pictures and the report that shows them
+    exemplars.safetensors  a table run: the training rows' posteriors (vaekit.runs.tables)
+    selection.json         a table run trained with --select impute (vaekit.tables.select)
 Loading never unpickles: tensors come from safetensors, everything else from JSON.
 """
 
@@ -31,6 +33,7 @@ from vaekit.core.utils import device_of
 from vaekit.data import DataError, Preprocessor, Splits, load_like_run, prepare
 from vaekit.data.mixed import check_model_kinds
 from vaekit.runs.config import RunConfig, load_run_config, save_json
+from vaekit.runs.tables import EXEMPLARS, SELECTION, save_exemplars, with_table
 from vaekit.train import distributed
 from vaekit.train.devices import resolve_device
 from vaekit.train.diagnose import diagnose
@@ -50,7 +53,8 @@ PREPROCESSING = "preprocessing.json"
 EVALUATION = "evaluation.json"
 PICTURES = ("samples.png", "reconstructions.png", "manifold.png", "latent.png", "curves.png")
 REPORT = "report.html"
-ARTIFACTS = (CONFIG, PREPROCESSING, MODEL, CHECKPOINT, METRICS, EVALUATION, *PICTURES, REPORT)
+ARTIFACTS = (CONFIG, PREPROCESSING, MODEL, CHECKPOINT, METRICS, EVALUATION, EXEMPLARS, SELECTION,
+             *PICTURES, REPORT)
 
 
 @dataclass
@@ -243,27 +247,12 @@ def _train_and_report(
         return run, {}
     if resume:  # the new epoch count, once the checkpoint has loaded and training went on
         save_json(config, out / CONFIG)
+    if config.data.table == "on":  # the training rows' codes, imputation's prior
+        save_exemplars(out, model, splits.train.x, config.train.seed)
     figures = evaluate_split(run, splits, progress=progress)
     if pictures:
         draw(run, splits=splits, figures=figures)
     return run, figures
-
-
-def with_table(config: RunConfig, splits: Splits) -> RunConfig:
-    """What the data said about a table: data.table resolved ("on" or "off"), the fitted
-    schema stored in data.schema, and the model's composite likelihood over its columns (a
-    table run's likelihood is always "composite": Gaussian, categorical, Bernoulli blocks)."""
-    from vaekit.data.mixed import column_kinds
-
-    if splits.schema is None:
-        if config.data.table == "auto":
-            config.data = dataclasses.replace(config.data, table="off")
-        return config
-    config.data = dataclasses.replace(config.data, table="on", schema=splits.schema.to_dict())
-    config.model = dataclasses.replace(
-        config.model, likelihood="composite", column_kinds=column_kinds(splits.schema)
-    )
-    return config
 
 
 def with_classes(model: ModelConfig, splits: Splits) -> ModelConfig:
