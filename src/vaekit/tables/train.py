@@ -42,26 +42,34 @@ def train_table(
     progress: bool = False,
     pictures: bool = False,
     device: str = "cpu",
+    select: str | None = None,
     **train: Any,
 ) -> Run:
     """A run trained on `table` (a CSV path, a dict of columns or a pandas DataFrame) in
     `out`, with the table defaults for what is not given (module docstring); `train` holds
     further TrainConfig fields (batch_size, lr, patience, ...). A table given in memory is
-    written to a temporary CSV first (the run's config names that file as its source)."""
+    written to a temporary CSV first (the run's config names that file as its source).
+    select="impute": train the defaults and a lower-rate recipe, keep the one that fills the
+    validation rows' hidden cells better (`vaekit.tables.select`; give neither beta,
+    latent_dim nor hidden)."""
+    if select not in (None, "impute"):
+        raise ValueError(f"select is None or 'impute', got {select!r}")
+    if select is not None and (hidden is not None or latent_dim is not None or "beta" in train):
+        raise ValueError("select='impute' chooses beta, latent_dim and hidden; give none of them")
     data = dict(val_fraction=val_fraction, test_fraction=test_fraction, schema=schema,
                 table="on")
     if isinstance(table, (str, Path)):
         cols = read_table(table)
         return _train(cols, str(table), out, epochs, hidden, latent_dim, seed, data,
                       dict(force=force, progress=progress, pictures=pictures, device=device),
-                      train)
+                      train, select)
     cols = as_columns(table)
     with tempfile.TemporaryDirectory(prefix="vaekit_table_") as tmp:
         path = Path(tmp) / "table.csv"
         write_table(path, {k: [None if _gap(c) else c for c in v] for k, v in cols.items()})
         return _train(cols, str(path), out, epochs, hidden, latent_dim, seed, data,
                       dict(force=force, progress=progress, pictures=pictures, device=device),
-                      train)
+                      train, select)
 
 
 def _gap(cell: Any) -> bool:
@@ -71,7 +79,7 @@ def _gap(cell: Any) -> bool:
 
 def _train(cols: dict[str, list[Any]], source: str, out: str | Path, epochs: int | None,
            hidden: Any, latent_dim: int | None, seed: int, data: dict[str, Any],
-           run_args: dict[str, Any], train: dict[str, Any]) -> Run:
+           run_args: dict[str, Any], train: dict[str, Any], select: str | None) -> Run:
     data_cfg = DataConfig(source=source, **data)
     train_cfg = TrainConfig(seed=seed, **train)
     n_rows = len(next(iter(cols.values())))
@@ -86,5 +94,9 @@ def _train(cols: dict[str, list[Any]], source: str, out: str | Path, epochs: int
     model = ModelConfig(hidden=tuple(hidden) if hidden is not None else auto["hidden"],
                         latent_dim=latent_dim if latent_dim is not None else auto["latent_dim"])
     config = RunConfig(model=model, data=data_cfg, train=train_cfg)
+    if select == "impute":
+        from vaekit.tables.select import train_selected
+
+        return train_selected(config, out, **run_args)[0]
     run, _ = train_run(config, out, **run_args)
     return run
