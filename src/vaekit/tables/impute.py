@@ -87,7 +87,9 @@ def predict_cells(
         samples = len(prior)
     parts: dict[str, list[Any]] = {name: [] for name in schema.names}
     levels = lik.cat_params.numel()  # categorical columns x their most levels
-    hidden = max(run.config.model.hidden, default=0)  # the decoder's widest layer
+    # the widest tensor of a pass: with exemplars the densities of the observed cells (the
+    # decoder ran once, above); without, the decoder's layers too
+    hidden = 0 if prior is not None else max(run.config.model.hidden, default=0)
     rows = rows_per_pass(samples, max(lik.param_dim, levels, hidden, len(schema.columns)))
     bar = rows_bar(len(x), progress)
     for start in range(0, len(x), rows):
