@@ -75,6 +75,20 @@ def test_log_prob_is_the_sum_of_per_column_log_probs(layout: int, p_missing: flo
     torch.testing.assert_close(lik.log_prob(params[1], x), ref[1].sum(-1))
 
 
+@pytest.mark.parametrize("layout", range(len(LAYOUTS)))
+def test_log_prob_pairs_scores_every_row_against_every_parameter_set(layout: int):
+    g = torch.Generator().manual_seed(10 + layout)
+    lik = CompositeLikelihood(LAYOUTS[layout])
+    with torch.no_grad():
+        lik.log_sigma.copy_(torch.randn(lik.log_sigma.shape, generator=g))
+    x = random_rows(list(lik.blocks), 7, g, 0.3)
+    params = 2 * torch.randn(5, lik.param_dim, generator=g)
+    pairs = lik.log_prob_pairs(params, x)
+    assert pairs.shape == (5, 7)
+    ref = reference(lik, params[:, None].expand(5, 7, lik.param_dim), x).sum(-1)
+    torch.testing.assert_close(pairs, ref)
+
+
 def test_a_missing_cell_contributes_zero_and_no_gradient():
     blocks = LAYOUTS[3]
     g = torch.Generator().manual_seed(1)

@@ -44,7 +44,8 @@ def add_parser(sub: Any) -> None:
                    help="posterior draws per row without exemplars [1000]")
     p.add_argument("--no-exemplars", action="store_true",
                    help="the N(0, I) prior even where the run keeps its training rows' codes")
-    p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws [0]")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the posterior draws without exemplars [0]")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device(p)

@@ -159,6 +159,25 @@ class CompositeLikelihood(Likelihood):
         """log p(x|z) summed over the observed cells: (S, batch) (or (batch,)), nats."""
         return self.log_prob_columns(params, x).sum(-1)
 
+    def log_prob_pairs(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x_b | params_m) over x_b's observed cells for every pair of M parameter sets
+        and B rows: params (M, P), x (B, C) -> (M, B), nats. Equal to log_prob(params[:, None]
+        .expand(M, B, P), x), with each set's level log-probabilities computed once, not once a
+        row (imputation scores every row against every exemplar)."""
+        observed = ~torch.isnan(x)
+        x = torch.nan_to_num(x, nan=0.0)
+        log_sigma = self._log_sigma()
+        z = (x[None, :, self.num_cols] - params[:, None, self.num_params]) * torch.exp(-log_sigma)
+        num = -(0.5 * z**2 + log_sigma + 0.5 * LOG_2PI)  # (M, B, numeric)
+        logits = params[:, None, self.bin_params]
+        binary = torch.where(x[None, :, self.bin_cols] > 0.5, F.logsigmoid(logits),
+                             F.logsigmoid(-logits))  # (M, B, binary)
+        logp = torch.log_softmax(self._cat_logits(params), -1)  # (M, categorical, K_max)
+        cols = torch.arange(len(self.cat_cols), device=x.device)
+        cat = logp[:, cols[None, :], x[:, self.cat_cols].long()]  # (M, B, categorical)
+        terms = self._reorder(num, binary, cat)
+        return torch.where(observed, terms, torch.zeros((), dtype=terms.dtype)).sum(-1)
+
     # --- data space ----------------------------------------------------------------------
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:

@@ -95,7 +95,7 @@ def predict_cells(
     for start in range(0, len(x), rows):
         xb = x[start : start + rows].to(run.device)
         if prior is not None:
-            log_w = lik.log_prob(prior[:, None, :].expand(-1, len(xb), -1), xb)  # (M, batch)
+            log_w = lik.log_prob_pairs(prior, xb)  # (M, batch)
             w = torch.softmax(log_w.double(), 0).to(prior.dtype)
             units = prior_units
             probs = torch.einsum("mb,mck->bck", w, prior_levels)
