@@ -65,9 +65,20 @@ def test_the_criterion_prefers_a_trained_model(penguins_run: Path, tmp_path: Pat
         (["--data", PENGUINS, "--hidden", "64,32"], "drop --hidden"),
         (["--data", "digits"], "not read as a table"),
         (["--data", PENGUINS, "--val-fraction", "0"], "--val-fraction > 0"),
+        (["--data", PENGUINS, "--config", "run.toml"], "drop --config"),
+        (["--data", PENGUINS, "torchrun"], "without torchrun"),
     ],
 )
-def test_select_refusals(args: list, words: str, tmp_path: Path, capsys) -> None:
+def test_select_refusals(
+    args: list, words: str, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if "torchrun" in args:  # as torchrun starts every rank
+        args = [a for a in args if a != "torchrun"]
+        monkeypatch.setenv("RANK", "0")
+        monkeypatch.setenv("WORLD_SIZE", "2")
+    if "run.toml" in args:
+        (tmp_path / "run.toml").write_text("[train]\nseed = 1\n")
+        args = [tmp_path / "run.toml" if a == "run.toml" else a for a in args]
     before = tree_hash(tmp_path)
     rc, _, err = run(capsys, "train", "--out", tmp_path / "run", "--select", "impute",
                      *args, *SHORT)

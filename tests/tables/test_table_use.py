@@ -319,6 +319,41 @@ def test_a_table_run_keeps_its_training_rows_codes(trained_run: Path) -> None:
     assert not (copy / EXEMPLARS).exists()
 
 
+def test_a_resumed_table_run_writes_the_codes_of_its_new_model(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resume rewrites the codes after training; one that stops partway leaves none (the
+    old codes would not fit the weights it saved), and imputation falls back to N(0, I)."""
+    import torch
+
+    from vaekit.runs.tables import EXEMPLARS, load_exemplars
+
+    out = tmp_path / "run"
+    tiny = ["--hidden", "32,16", "--latent-dim", "4", "--quiet", "--no-pictures", "--k", "5"]
+    assert run(capsys, "train", "--data", PENGUINS, "--out", out, "--epochs", "2", *tiny)[0] == 0
+    before = load_exemplars(out)[0]
+    runs_module = importlib.import_module("vaekit.runs.run")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(runs_module, "fit", interrupted)
+        rc, _, err = run(capsys, "train", "--out", out, "--resume", "--epochs", "40", "--quiet",
+                         "--no-pictures")
+    assert rc != 0
+    assert not (out / EXEMPLARS).exists() and (out / "model.safetensors").exists()
+    rc, _, err = run(capsys, "train", "--out", out, "--resume", "--epochs", "40", "--quiet",
+                     "--no-pictures")
+    assert rc == 0, err
+    resumed = Run.load(out)
+    x, _ = resumed.data(split="train")
+    with torch.no_grad():
+        codes = resumed.model.eval().posterior(x).mean
+    torch.testing.assert_close(load_exemplars(out)[0], codes)
+    assert not torch.allclose(before, codes)
+
+
 def test_imputation_follows_the_exemplar_that_explains_the_observed_cells(
     trained_run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -334,17 +334,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_selected(args: argparse.Namespace, config: Any) -> int:
     """`--select impute`: vaekit.tables.select.train_selected, after the flags' checks."""
     from vaekit.cli.common import UserError
+    from vaekit.runs.tables import SELECTION
     from vaekit.tables.select import train_selected
+    from vaekit.train import distributed
 
-    chosen = [f for f in ("--resume", "--beta", "--latent-dim", "--hidden")
+    chosen = [f for f in ("--resume", "--config", "--beta", "--latent-dim", "--hidden")
               if getattr(args, f[2:].replace("-", "_")) not in (None, False)]
     if chosen:
-        raise UserError(f"--select impute chooses beta, latent size and hidden sizes itself and "
-                        f"trains anew; drop {', '.join(chosen)}")
+        raise UserError(f"--select impute starts from the table defaults and chooses beta, "
+                        f"latent size and hidden sizes itself; drop {', '.join(chosen)}")
+    if distributed.launched():
+        raise UserError("--select impute trains in one process (a table trains in seconds to "
+                        "minutes); run it without torchrun")
     run, figures = train_selected(config, args.out, force=args.force, progress=not args.quiet,
                                   pictures=not args.no_pictures, device=args.device)
     print(figures_text(figures))
-    kept = json.loads((run.path / "selection.json").read_text())
+    kept = json.loads((run.path / SELECTION).read_text())
     print("kept: the " + kept["kept"] + " recipe (masked-cell loss " + ", ".join(
         f"{k} {v:.3f}" for k, v in kept["losses"].items()) + ")")
     print(f"run directory: {run.path}")

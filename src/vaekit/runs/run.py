@@ -224,6 +224,8 @@ def _train_and_report(
         prepare_out_dir(out, resume=resume, force=force)
         save_json(config, out / CONFIG)
         atomic_write_text(out / PREPROCESSING, json.dumps(splits.preprocessor.to_dict(), indent=2))
+    if main and resume:  # the codes of the model before; written again after training
+        (out / EXEMPLARS).unlink(missing_ok=True)
     try:
         fit(
             model,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from vaekit.core.io import load_tensors, save_tensors
+from vaekit.core.io import CheckpointError, load_tensors, save_tensors
 from vaekit.core.model import VAE
 from vaekit.data import Splits
 from vaekit.runs.config import RunConfig
@@ -56,6 +56,9 @@ def load_exemplars(run_dir: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
     if not path.is_file():
         return None
     tensors, _ = load_tensors(path)
+    if "mean" not in tensors or "logvar" not in tensors:
+        raise CheckpointError(f"{path} holds no exemplar codes (mean, logvar); delete it to "
+                              "impute with the N(0, I) prior")
     return tensors["mean"], tensors["logvar"]
 
 

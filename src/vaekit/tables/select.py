@@ -9,6 +9,8 @@ before training, so both are trained on the same split, and each fills 20% of th
 rows' observed cells hidden at random (seeded); the one of lower masked-cell loss (mean over
 columns of the NRMSE of numbers, in the column's units, and the error rate of levels) is
 kept in the run directory, and selection.json gives both losses. The cost: the two fits.
+The validation rows that choose are also those that chose each recipe's best epoch, so the
+kept recipe's loss is slightly optimistic; the held-out (test) rows are never used.
 """
 
 from __future__ import annotations
@@ -70,11 +72,17 @@ def masked_cell_loss(run: Run, *, seed: int) -> float:
             continue
         truth, guess = x[:, j].numpy(), filled[:, j]
         if spec.numeric:
-            values = inverse(spec.transform, truth[observed[:, j].numpy()])
+            spread = float(inverse(spec.transform, truth[observed[:, j].numpy()]).std())
+            if spread == 0.0:  # one value in the validation rows: no scale to judge by
+                continue
             err = inverse(spec.transform, truth[rows]) - inverse(spec.transform, guess[rows])
-            losses.append(float(np.sqrt(np.mean(err**2)) / max(float(values.std()), 1e-12)))
+            losses.append(float(np.sqrt(np.mean(err**2)) / spread))
         else:
             losses.append(float(np.mean(truth[rows] != guess[rows])))
+    if not losses:
+        raise DataError("no column of the validation rows can be scored (every hidden numeric "
+                        "cell's column holds one value); --select impute needs more validation "
+                        "rows (--val-fraction)")
     return float(np.mean(losses))
 
 
@@ -101,8 +109,10 @@ def train_selected(
         for i, (name, cfg) in enumerate(candidates.items()):
             if progress:
                 print(f"recipe {i + 1} of {len(candidates)}: {name}", flush=True)
-            run, figures = train_run(dataclasses.replace(cfg), Path(tmp) / str(i), force=True,
-                                     progress=progress, pictures=pictures, device=device)
+            # tmp/i/<out's name>: the report is titled by the run directory's name
+            run, figures = train_run(dataclasses.replace(cfg), Path(tmp) / str(i) / out.name,
+                                     force=True, progress=progress, pictures=pictures,
+                                     device=device)
             fitted[name] = (run, figures, masked_cell_loss(run, seed=cfg.train.seed))
         best = min(fitted, key=lambda k: fitted[k][2])
         prepare_out_dir(out, resume=False, force=force)
