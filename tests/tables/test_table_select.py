@@ -64,6 +64,7 @@ def test_the_criterion_prefers_a_trained_model(penguins_run: Path, tmp_path: Pat
         (["--data", PENGUINS, "--beta", "0.2"], "drop --beta"),
         (["--data", PENGUINS, "--hidden", "64,32"], "drop --hidden"),
         (["--data", "digits"], "not read as a table"),
+        (["--data", "missing.csv"], "no such file"),
         (["--data", PENGUINS, "--val-fraction", "0"], "--val-fraction > 0"),
         (["--data", PENGUINS, "--config", "run.toml"], "drop --config"),
         (["--data", PENGUINS, "torchrun"], "without torchrun"),

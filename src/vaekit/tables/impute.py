@@ -80,7 +80,7 @@ def predict_cells(
     model = run.model.eval()
     lik = model.likelihood
     gen = generator(run.device, seed)
-    prior = exemplar_draws(run) if exemplars else None
+    prior = exemplar_params(run) if exemplars else None
     if prior is not None:  # the draws are the same for every row: decoded once
         prior_units = data_units(schema, lik, prior[:, None, :])  # (M, 1) each
         prior_levels = lik.level_probabilities(prior)  # (M, n_categorical, K_max)
@@ -116,7 +116,7 @@ def predict_cells(
     return parts
 
 
-def exemplar_draws(run: Run) -> torch.Tensor | None:
+def exemplar_params(run: Run) -> torch.Tensor | None:
     """The decoder's parameters (M, P) at the posterior means of the run's exemplars
     (`vaekit.runs.tables`), or None where the run has none."""
     codes = load_exemplars(run.path)

@@ -96,6 +96,9 @@ def train_selected(
     existing --out without force), and without validation rows."""
     out = Path(out)
     check_out_dir(out, resume=False, force=force)
+    source = Path(str(config.data.source))
+    if source.suffix.lower() == ".csv" and not source.is_file():
+        raise DataError(f"cannot read {source}: no such file; give the path of a CSV")
     if table_rows(config.data) is None:
         raise DataError(f"{config.data.source} is not read as a table; --select impute is for "
                         "tables (a CSV of mixed columns, or --table on): drop it")
