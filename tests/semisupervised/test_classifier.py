@@ -179,6 +179,22 @@ def test_the_joint_stage_moves_images_only(monkeypatch) -> None:
         VAEClassifier(consistency_weight=-1.0, **quick).fit(x, y)
 
 
+def test_arch_auto_convolves_images_of_16_pixels_a_side_and_up() -> None:
+    """arch="auto" (the default): conv for images of at least 16x16 pixels, the MLP for the
+    8x8 digits and for flat rows; an unknown arch is refused."""
+    x, y, _, _ = digits_few_labels()
+    quick = TINY | dict(pretrain_epochs=1, pull_epochs=1, epochs=1, conv_channels=(4, 8))
+    big = np.kron(x.reshape(-1, 8, 8), np.ones((2, 2), np.float32))  # (n, 16, 16)
+    archs = [
+        VAEClassifier(**quick).fit(data, y).model_.config.arch
+        for data in (big, x.reshape(-1, 8, 8), x, big.reshape(len(big), -1))
+    ]
+    assert archs == ["conv", "mlp", "mlp", "mlp"]
+    assert VAEClassifier(arch="mlp", **quick).fit(big, y).model_.config.arch == "mlp"
+    with pytest.raises(ValueError, match="arch must be 'auto', 'mlp' or 'conv'"):
+        VAEClassifier(arch="cnn", **quick).fit(x, y)
+
+
 def test_oversample_makes_labelled_rows_the_asked_share() -> None:
     y = np.full(1000, -1)
     y[:20] = np.arange(20) % 4

@@ -46,8 +46,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--labels-per-class", type=int, help="keep N labels per class, hide the rest")
     p.add_argument("--classes", type=int, help="number of classes C [the largest label + 1]")
     g = p.add_argument_group("model and recipe")
-    g.add_argument("--latent-dim", type=int, default=10, help="[10]")
-    g.add_argument("--arch", choices=["mlp", "conv"], default="mlp", help="[mlp]")
+    g.add_argument("--latent-dim", type=int, default=20, help="[20]")
+    g.add_argument("--arch", choices=["auto", "mlp", "conv"], default="auto",
+                   help="[auto: conv for images of at least 16x16 pixels, else mlp]")
     g.add_argument("--hidden", type=hidden_sizes, default=(512, 256), help="MLP sizes [512,256]")
     g.add_argument("--pretrain-epochs", type=int, help="autoencoder epochs [>= 50, 2000 steps]")
     g.add_argument("--pull-epochs", type=int, help="first-guess epochs [>= 20, 400 steps]")

@@ -62,6 +62,7 @@ from vaekit.cluster.recipe import (  # the stages and scores, re-exported here
 from vaekit.core.config import ModelConfig
 from vaekit.core.model import VAE
 from vaekit.train.config import TrainConfig
+from vaekit.train.stages import resolve_arch
 
 __all__ = [
     "EXPECTED_FAILED_CHECKS",
@@ -273,9 +274,7 @@ class VAEClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             self._shift = x.mean(0, keepdims=True)[0].astype(np.float32)
             self._scale = (x.std(0, keepdims=True)[0] + 1e-6).astype(np.float32)
         xt = torch.from_numpy(self._to_model(x))
-        arch = self.arch
-        if arch == "auto":
-            arch = "conv" if len(event_shape) == 3 and min(event_shape[1:]) >= 16 else "mlp"
+        arch = resolve_arch(self.arch, event_shape)
         networks = dict(
             event_shape=event_shape,
             latent_dim=int(self.latent_dim),

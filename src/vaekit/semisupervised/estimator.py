@@ -29,6 +29,7 @@ from vaekit.semisupervised.inputs import check_params, check_targets, named, val
 from vaekit.train.config import TrainConfig
 from vaekit.train.stages import (
     codes,
+    resolve_arch,
     responsibilities,
     stage_epochs,
     train_stage,
@@ -56,7 +57,8 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     Parameters
     n_classes: C (None: the largest label + 1); every class needs a labelled row.
-    latent_dim, hidden, arch ("mlp" or "conv"), conv_channels, image_shape: the networks.
+    latent_dim, hidden, arch, conv_channels, image_shape: the networks. arch "auto" is "conv"
+        for images of at least 16x16 pixels and "mlp" otherwise (the clusterer's rule).
     pretrain_epochs, pull_epochs, epochs: the three stages (autoencoder; first guesses observed;
         the semi-supervised objective). None: at least 50 / 20 / 100 epochs and 2000 / 400 /
         4000 optimizer steps.
@@ -82,9 +84,9 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self,
         n_classes: int | None = None,
         *,
-        latent_dim: int = 10,
+        latent_dim: int = 20,
         hidden: tuple[int, ...] = (512, 256),
-        arch: str = "mlp",
+        arch: str = "auto",
         conv_channels: tuple[int, ...] = (32, 64),
         image_shape: tuple[int, ...] | None = None,
         pretrain_epochs: int | None = None,
@@ -212,7 +214,7 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         networks = dict(
             event_shape=tuple(int(s) for s in x.shape[1:]),
             latent_dim=int(self.latent_dim),
-            arch=self.arch,
+            arch=resolve_arch(self.arch, tuple(int(s) for s in x.shape[1:])),
             hidden=tuple(int(h) for h in self.hidden),
             conv_channels=tuple(int(c) for c in self.conv_channels),
             likelihood="bernoulli" if bernoulli else "gaussian",

@@ -46,8 +46,8 @@ def check_params(est: Any) -> None:
         _int_at_least(name, getattr(est, name), 1)
     if est.init_space not in ("auto", "codes", "input"):
         raise ValueError(f"init_space must be 'auto', 'codes' or 'input', got {est.init_space!r}")
-    if est.arch not in ("mlp", "conv"):
-        raise ValueError(f"arch must be 'mlp' or 'conv', got {est.arch!r}")
+    if est.arch not in ("auto", "mlp", "conv"):
+        raise ValueError(f"arch must be 'auto', 'mlp' or 'conv', got {est.arch!r}")
     if not est.lr > 0 or not est.pull_beta >= 0 or not est.joint_beta >= 0:
         raise ValueError("lr must be > 0, and pull_beta and joint_beta >= 0")
     for name in ("label_weight", "consistency_weight"):

@@ -126,3 +126,16 @@ def input_features(x: np.ndarray, seed: int) -> np.ndarray:
     from sklearn.decomposition import PCA
 
     return PCA(min(50, len(flat)), random_state=seed).fit_transform(flat)
+
+
+# arch "auto" of the staged recipes: convolutions for images of at least this many pixels a
+# side (MNIST's 28x28), the MLP for smaller images (the 8x8 digits) and flat rows.
+AUTO_CONV_SIDE = 16
+
+
+def resolve_arch(arch: str, event_shape: tuple[int, ...]) -> str:
+    """arch with "auto" resolved for inputs of event_shape ((C, H, W) images or (D,) rows)."""
+    if arch != "auto":
+        return arch
+    image = len(event_shape) == 3 and min(event_shape[1:]) >= AUTO_CONV_SIDE
+    return "conv" if image else "mlp"
