@@ -21,7 +21,7 @@ from vaekit.core.model import VAE
 from vaekit.core.objectives import classification_loss, consistency_loss
 from vaekit.core.posterior import DiagonalGaussian
 from vaekit.semisupervised import EXPECTED_FAILED_CHECKS, VAEClassifier
-from vaekit.semisupervised.recipe import initial_labels, oversample, resolve_space
+from vaekit.semisupervised.recipe import CONFIDENT, initial_labels, oversample, resolve_space
 from vaekit.train.stages import input_features
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -251,11 +251,37 @@ def test_sample_of_a_class_is_judged_that_class(fitted) -> None:
     from sklearn.neighbors import KNeighborsClassifier
 
     judge = KNeighborsClassifier(3).fit(xt, yt)
-    hits = [(judge.predict(est.sample(20, label=c, random_state=1)) == c).mean() for c in range(10)]
-    assert np.mean(hits) > 0.6, hits
+    for source in ("aggregate", "prior"):
+        hits = [(judge.predict(est.sample(20, label=c, random_state=1, source=source)) == c).mean()
+                for c in range(10)]
+        assert np.mean(hits) > 0.6, (source, hits)
     assert est.sample(3, label=2).shape == (3, 64)
+    assert not np.allclose(est.sample(3, label=2), est.sample(3, label=2, source="prior"))
+    np.testing.assert_array_equal(est.sample(5, random_state=4), est.sample(5, random_state=4))
     with pytest.raises(ValueError, match="not a class"):
         est.sample(2, label=11)
+    with pytest.raises(ValueError, match="source must be"):
+        est.sample(2, label=1, source="posterior")
+
+
+def test_aggregate_posterior_has_the_moments_of_the_class_rows_posteriors(fitted) -> None:
+    """class_latent_* against Monte-Carlo draws of q(z|x) over the rows of each class (labelled
+    so, or predicted with q(y|x) >= CONFIDENT), and the sampler's draws against them."""
+    est, x, y, _, _ = fitted
+    proba = est.predict_proba(x)
+    assigned = np.where(y >= 0, y, np.where(proba.max(1) >= CONFIDENT, proba.argmax(1), -1))
+    with torch.no_grad():
+        q = est.model_.posterior(torch.from_numpy(x))
+        z = q.rsample(400).double().numpy()  # (400, n, latent)
+    g = torch.Generator().manual_seed(0)
+    for c in (0, 7):
+        zc = z[:, assigned == c].reshape(-1, z.shape[-1])
+        assert (assigned == c).sum() > 20  # the unlabelled rows count, not only the 5 labels
+        np.testing.assert_allclose(est.class_latent_means_[c], zc.mean(0), atol=0.05)
+        np.testing.assert_allclose(est.class_latent_covariances_[c], np.cov(zc.T), atol=0.05)
+        draws = est._aggregate_draws(np.full(20000, c), g).double().numpy()
+        np.testing.assert_allclose(draws.mean(0), est.class_latent_means_[c], atol=0.05)
+        np.testing.assert_allclose(np.cov(draws.T), est.class_latent_covariances_[c], atol=0.05)
 
 
 def test_save_load_round_trip(fitted, tmp_path: Path) -> None:
@@ -263,6 +289,7 @@ def test_save_load_round_trip(fitted, tmp_path: Path) -> None:
     est.save(tmp_path / "c.safetensors")
     back = VAEClassifier.load(tmp_path / "c.safetensors")
     np.testing.assert_array_equal(back.predict_proba(xt), est.predict_proba(xt))
+    np.testing.assert_array_equal(back.sample(4, label=3), est.sample(4, label=3))
     assert back.get_params() == est.get_params()
     assert list(back.classes_) == list(est.classes_)
 
@@ -351,6 +378,13 @@ def test_classify_predict_sample_on_a_run(tmp_path: Path, capsys) -> None:
                      tmp_path / "s.npz")
     assert rc == 0, err
     assert np.load(tmp_path / "s.npz")["x"].shape == (4, 1, 8, 8)
+    # drawn as the classifier draws them: from the class's aggregate posterior
+    from vaekit.runs.run import Run
+    from vaekit.semisupervised.rundir import load_classifier_run
+
+    est = load_classifier_run(out)
+    mine = Run.load(out).to_display(torch.from_numpy(est.sample(4, label=3, random_state=0)))
+    np.testing.assert_allclose(np.load(tmp_path / "s.npz")["x"], mine, atol=1e-6)
     rc, _, err = run(capsys, "encode", out, "--data", "digits", "--out", tmp_path / "z.npz")
     assert rc == 0, err
     assert np.load(tmp_path / "z.npz")["mean"].shape == (1797, 4)

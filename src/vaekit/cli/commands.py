@@ -22,6 +22,8 @@ EXAMPLES = {
   vaekit sample runs/digits -n 64 --out samples.png
   vaekit sample runs/cvae --label 7 -n 16 --out sevens.png     # a conditional run: the class
   vaekit sample runs/faces --label smiling -n 16 --out s.npz   # a class name of the run
+  vaekit sample runs/ssl --label 3 -n 16 --out threes.png     # a classify run: from the
+                                                              # class's aggregate posterior
   vaekit sample runs/penguins -n 500 --out synthetic.csv      # a table run: a CSV of rows""",
     "reconstruct": "example:\n  vaekit reconstruct runs/digits --data digits --out recon.png",
     "encode": "example:\n  vaekit encode runs/digits --data digits --out codes.npz",
@@ -177,7 +179,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
     from vaekit.runs.run import Run
 
@@ -188,7 +189,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if run.config.data.table == "on" or args.out.suffix == ".csv":
         return sample_table_csv(run, args)
     y = sample_labels(run, args.label, args.n)
-    x = run.model.sample(args.n, y=y, generator=torch.Generator().manual_seed(args.seed))
+    x = sample_run(run, args.n, y, args.seed)
     x = run.to_display(x.cpu())
     if args.out.suffix == ".npz":
         arrays = {"x": x.numpy()} if y is None else {"x": x.numpy(), "y": y.numpy()}
@@ -200,6 +201,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
         )
     print(f"wrote {args.out}")
     return 0
+
+
+def sample_run(run: Any, n: int, y: Any, seed: int) -> Any:
+    """n examples of the run's model (y: (n,) class indices or None), in model units. A
+    `vaekit classify` run draws them as its classifier does, from each class's aggregate
+    posterior (`VAEClassifier.sample`); any other run from its prior."""
+    import torch
+
+    from vaekit.semisupervised.rundir import ESTIMATOR, load_classifier_run
+
+    if (run.path / ESTIMATOR).is_file():
+        est = load_classifier_run(run.path)
+        return torch.from_numpy(est.sample(n, label=est.classes_[y.numpy()], random_state=seed))
+    return run.model.sample(n, y=y, generator=torch.Generator().manual_seed(seed))
 
 
 def sample_table_csv(run: Any, args: argparse.Namespace) -> int:

@@ -77,7 +77,9 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     Fitted attributes: classes_ (C,), model_ (the VAE), n_iter_ (epochs, all stages),
     initial_labels_ (the first guesses for the training rows, indices into classes_),
-    n_features_in_.
+    class_latent_means_ (C, latent) and class_latent_covariances_ (C, latent, latent): each
+    class's aggregate posterior as a Gaussian, which `sample` draws from
+    (`vaekit.semisupervised.recipe.class_latents`), n_features_in_.
     """
 
     def __init__(
@@ -179,6 +181,9 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             )
             train_stage(model, xt[rows], cfg, verbose, device, labels[rows])
         self.model_ = model.eval()
+        self.class_latent_means_, self.class_latent_covariances_ = recipe.class_latents(
+            model, xt, labels
+        )
         self.classes_ = classes
         self.n_iter_ = pre + pull + joint
         return self
@@ -256,20 +261,45 @@ class VAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         xt = self._prepare(X)
         return codes(self.model_, xt, fixed=True)[0]
 
-    def sample(self, n: int = 1, label: Any = None, random_state: int | None = None) -> np.ndarray:
-        """n new inputs in data units, shaped like X's rows: (n, *input shape), decoded from
-        p(z|y). label: a class (all n of it), (n,) classes, or None (classes drawn from p(y))."""
+    def sample(
+        self,
+        n: int = 1,
+        label: Any = None,
+        random_state: int | None = None,
+        source: str = "aggregate",
+    ) -> np.ndarray:
+        """n new inputs in data units, shaped like X's rows: (n, *input shape), the decoder's
+        mean at latent draws. label: a class (all n of it), (n,) classes, or None (classes
+        drawn from p(y)). source: where z is drawn, "aggregate" (the class's aggregate
+        posterior, class_latent_means_ / class_latent_covariances_: samples that look like the
+        training rows of the class) or "prior" (the model's p(z|y))."""
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "model_")
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
-        if label is not None:
-            label = self._class_indices(label, int(n))
+        if source not in ("aggregate", "prior"):
+            raise ValueError(f"source must be 'aggregate' or 'prior', got {source!r}")
         g = torch.Generator().manual_seed(0 if random_state is None else int(random_state))
-        x = self.model_.sample(int(n), y=label, generator=g).numpy()
+        if label is None:
+            weights = self.model_.prior.log_weights().detach().cpu().exp()
+            y = torch.multinomial(weights, int(n), replacement=True, generator=g).numpy()
+        else:
+            y = self._class_indices(label, int(n))
+        if source == "prior":
+            x = self.model_.sample(int(n), y=y, generator=g).cpu().numpy()
+        else:
+            x = self.model_.decode(self._aggregate_draws(y, g)).cpu().numpy()
         flat = x.reshape(len(x), -1) * self._scale + self._shift
         return flat.reshape(x.shape)
+
+    def _aggregate_draws(self, y: np.ndarray, g: torch.Generator) -> torch.Tensor:
+        """z from the aggregate posterior of each class index in y: (n, latent) float32."""
+        eps = torch.randn(len(y), self.model_.config.latent_dim, generator=g).double()
+        means = torch.from_numpy(self.class_latent_means_)[y]
+        tril = torch.linalg.cholesky(torch.from_numpy(self.class_latent_covariances_))[y]
+        z = means + (tril @ eps.unsqueeze(-1)).squeeze(-1)
+        return z.float().to(self.model_.prior_device())
 
     def _class_indices(self, label: Any, n: int) -> np.ndarray:
         """Classes (one, or (n,)) as indices into classes_; a one-line ValueError for others."""

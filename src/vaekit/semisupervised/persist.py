@@ -1,5 +1,6 @@
 """A `VAEClassifier`'s file: one safetensors file (format `FORMAT`) holding the VAE's weights,
-the preprocessing (shift, scale) and the first guesses as tensors, and the parameters, model
+the preprocessing (shift, scale), the first guesses and the classes' aggregate posteriors
+as tensors, and the parameters, model
 config and input shape as JSON in its header. Nothing is unpickled."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from vaekit.core.config import ConfigError, ModelConfig, from_dict, to_dict
 from vaekit.core.io import CheckpointError, load_tensors, save_tensors
 from vaekit.core.model import VAE, load_state
 
-FORMAT = "vaekit.classifier/1"
+FORMAT = "vaekit.classifier/2"
 
 
 def save_classifier(est: Any, path: str | Path) -> None:
@@ -27,6 +28,8 @@ def save_classifier(est: Any, path: str | Path) -> None:
     tensors["shift"] = torch.from_numpy(np.ascontiguousarray(est._shift))
     tensors["scale"] = torch.from_numpy(np.ascontiguousarray(est._scale))
     tensors["initial_labels"] = torch.from_numpy(np.asarray(est.initial_labels_, np.int64))
+    tensors["class_latent_means"] = torch.from_numpy(est.class_latent_means_)
+    tensors["class_latent_covariances"] = torch.from_numpy(est.class_latent_covariances_)
     meta = {
         "format": FORMAT,
         "params": {k: list(v) if isinstance(v, tuple) else v for k, v in est.get_params().items()},
@@ -43,7 +46,8 @@ def load_classifier(cls: Any, path: str | Path) -> Any:
     tensors, meta = load_tensors(Path(path))
     if meta.get("format") != FORMAT:
         raise CheckpointError(
-            f"{path}: not a vaekit classifier file (format {meta.get('format')!r})"
+            f"{path}: not a vaekit classifier file of this version (format "
+            f"{meta.get('format')!r}, expected {FORMAT!r}); train it again with this vaekit"
         )
     try:
         params = dict(meta["params"])
@@ -60,6 +64,8 @@ def load_classifier(cls: Any, path: str | Path) -> Any:
         est._shift = tensors["shift"].numpy()
         est._scale = tensors["scale"].numpy()
         est.initial_labels_ = tensors["initial_labels"].numpy()
+        est.class_latent_means_ = tensors["class_latent_means"].numpy()
+        est.class_latent_covariances_ = tensors["class_latent_covariances"].numpy()
         est.classes_ = np.asarray(meta["classes"])
     except (KeyError, TypeError, ValueError, ConfigError) as e:
         raise CheckpointError(f"{path}: damaged classifier file: {e}") from None

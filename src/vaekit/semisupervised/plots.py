@@ -44,30 +44,27 @@ def classifier_figures(
     x: torch.Tensor,
     y_known: np.ndarray,
     y_pred: np.ndarray,
+    samples: torch.Tensor,
     display: Callable[[torch.Tensor], np.ndarray],
     out: Path,
     names: Sequence[str],
-    per_class: int = 10,
 ) -> dict[str, Path]:
-    """classes.png (per_class samples of each class from p(z|y), images only),
-    latent_known.png and latent_predicted.png (posterior means of x, coloured by the known
-    labels (rows with y_known >= 0) and by the predictions)."""
+    """classes.png (samples: (C * per_class, ...) in x's units, per_class of each class in
+    turn; images only), latent_known.png and latent_predicted.png (posterior means of x,
+    coloured by the known labels (rows with y_known >= 0) and by the predictions)."""
     from vaekit.viz.classes import labelled_grid
     from vaekit.viz.images import as_images
     from vaekit.viz.latent import latent_scatter
 
     paths: dict[str, Path] = {}
     k = len(names)
-    event_shape = tuple(model.config.event_shape)
-    asked = torch.arange(k).repeat_interleave(per_class)
-    g = torch.Generator().manual_seed(0)
-    samples = as_images(display(model.sample(len(asked), y=asked, generator=g)), event_shape)
-    if samples is not None:
+    shown = as_images(display(samples), tuple(model.config.event_shape))
+    if shown is not None:
         paths["classes"] = labelled_grid(
-            samples.reshape(k, per_class, *samples.shape[1:]),
+            shown.reshape(k, len(samples) // k, *shown.shape[1:]),
             out / "classes.png",
             row_labels=list(names),
-            title="samples of each class, p(x|z) at draws from p(z|y)",
+            title="samples of each class, decoded from its aggregate posterior",
         )
     means = model.encode(x)[0].numpy()
     known = y_known >= 0

@@ -20,6 +20,7 @@ from vaekit.train.config import TrainConfig
 from vaekit.train.loop import MODEL
 
 ESTIMATOR = "classifier.safetensors"
+SAMPLES_PER_CLASS = 10  # the report's classes.png: one row of this many per class
 
 
 def hide_labels(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
@@ -76,11 +77,13 @@ def write_run(
         images["confusion"] = confusion_figure(
             y_test[rows], pred, est.classes_, names, out / "confusion.png"
         )
+    asked = np.repeat(est.classes_, SAMPLES_PER_CLASS)
+    samples = torch.from_numpy(est.sample(len(asked), label=asked, random_state=0))
     with torch.no_grad():
         images.update(
             classifier_figures(
                 model, splits.train.x, _indices(est, y_train), _indices(est, est.predict(x_train)),
-                lambda t: splits.preprocessor.inverse(t.cpu()), out, names,
+                samples, lambda t: splits.preprocessor.inverse(t.cpu()), out, names,
             )
         )
     atomic_write_text(out / EVALUATION, json.dumps(figures, indent=2) + "\n")
