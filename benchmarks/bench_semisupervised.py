@@ -15,8 +15,12 @@ Rows (held-out accuracy, mean ± std over draws, and training time):
   mlp, svc          MLPClassifier / SVC on the labelled rows only
   clusterer         VAEClusterer(10, random_state=s), each cluster named by the majority of its
                     labelled rows (a cluster without one: the most common label)
-Class-conditional samples: 100 per class from vaekit (`sample(100, label=c)`), judged by an
-MLPClassifier trained on the real held-out rows: the fraction judged the asked class.
+Class-conditional samples: 100 per class from vaekit, drawn from each class's aggregate
+posterior (`sample(100, label=c)`, the default) and from p(z|y) (`source="prior"`), judged by a
+classifier trained on the real held-out rows: the fraction judged the asked class. The judge is
+the most accurate on the real learning rows (which it never saw) of an MLPClassifier, an
+SVC(C=10) and a small CNN (`pick_judge`); its accuracy there is printed beside the figures, as
+the ceiling real images would reach.
 
   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_semisupervised.py --data mnist --labels 10
   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_semisupervised.py --data mnist --labels 60
@@ -26,6 +30,8 @@ vaekit's row alone, after a change to its defaults (the other rows do not depend
 `--vaekit-only` appends each draw's vaekit figures to STEM_vaekit.jsonl (processes may share it,
 one per core), and `--merge-vaekit` puts that file's rows for the stored draws into STEM.json
 and STEM.md, marked as rerun (the "/ clusterer" ratio then divides by the earlier run's times).
+`--baselines-only` runs the other rows of new draws into STEM_baselines.jsonl; `--merge-vaekit
+--draws ...` then takes those draws' rows from there.
 
 The cost at equal epochs (the issue's "training time <= 2x the clusterer's on the same data and
 epochs"), results semisupervised_<data>_<labels>_cost:
@@ -60,6 +66,66 @@ def images(x: np.ndarray) -> np.ndarray:
     lets VAEClassifier move them for its consistency term (augment="auto")."""
     side = math.isqrt(x.shape[1])
     return x.reshape(len(x), side, side)
+
+
+class CNNJudge:
+    """A small convolutional classifier of square images (n, side**2) in [0, 1], seeded: two
+    3x3 convolutions with pooling, 128 hidden units; trained with shifts of a pixel."""
+
+    def __init__(self, epochs: int = 20, seed: int = 0):
+        self.epochs, self.seed = epochs, seed
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> CNNJudge:
+        import torch
+        from torch import nn
+
+        torch.manual_seed(self.seed)
+        self.side = side = math.isqrt(x.shape[1])
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(64 * (side // 4) ** 2, 128), nn.ReLU(), nn.Dropout(0.3),
+            nn.Linear(128, int(y.max()) + 1),
+        )
+        xs = torch.as_tensor(x, dtype=torch.float32).reshape(-1, 1, side, side)
+        ys = torch.as_tensor(y)
+        opt = torch.optim.Adam(self.net.parameters(), 1e-3)
+        g = torch.Generator().manual_seed(self.seed)
+        self.net.train()
+        for _ in range(self.epochs):
+            for idx in torch.randperm(len(xs), generator=g).split(64):
+                shift = [int(v) for v in torch.randint(-1, 2, (2,), generator=g)]
+                logits = self.net(torch.roll(xs[idx], shift, (2, 3)))
+                loss = nn.functional.cross_entropy(logits, ys[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        self.net.eval()
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            xs = torch.as_tensor(x, dtype=torch.float32).reshape(-1, 1, self.side, self.side)
+            return self.net(xs).argmax(1).numpy()
+
+
+def pick_judge(x, y, xt, yt):
+    """(judge, its name, its accuracy on the real learning rows x): the most accurate there of
+    the candidates, each trained on the held-out rows xt."""
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.svm import SVC
+
+    fitted = [(name, make().fit(xt, yt)) for name, make in (
+        ("MLP", lambda: MLPClassifier(max_iter=500, random_state=0)),
+        ("SVC(C=10)", lambda: SVC(C=10)),
+        ("CNN", CNNJudge),
+    )]
+    scored = [(float((j.predict(x) == y).mean()), name, j) for name, j in fitted]
+    acc, name, judge = max(scored, key=lambda t: t[0])
+    print("judges on the real learning rows:", {n: round(a, 4) for a, n, _ in scored}, flush=True)
+    return judge, name, acc
 
 
 def baselines(x, shown, xt, yt, seed: int) -> dict[str, tuple[float, float]]:
@@ -103,15 +169,21 @@ def clusterer_row(x, shown, xt, yt, seed: int) -> tuple[float, float]:
     return float((np.asarray(names)[est.predict(xt)] == yt).mean()), seconds
 
 
-def vaekit_row(x, shown, xt, yt, seed: int, judge) -> tuple[float, float, float]:
+def vaekit_row(x, shown, xt, yt, seed: int, judge) -> dict[str, float]:
+    """{acc, sec, samples (judged, from the aggregate posterior), samples_prior}."""
     from vaekit import VAEClassifier
 
     t0 = time.perf_counter()
     est = VAEClassifier(random_state=seed, device="cpu").fit(images(x), shown)
     seconds = time.perf_counter() - t0
-    hits = [(judge.predict(est.sample(100, label=c, random_state=seed).reshape(100, -1)) == c)
-            .mean() for c in est.classes_]
-    return est.score(images(xt), yt), seconds, float(np.mean(hits))
+
+    def judged(source: str) -> float:
+        hits = [(judge.predict(est.sample(100, label=c, random_state=seed, source=source)
+                               .reshape(100, -1)) == c).mean() for c in est.classes_]
+        return float(np.mean(hits))
+
+    return dict(acc=est.score(images(xt), yt), sec=seconds, samples=judged("aggregate"),
+                samples_prior=judged("prior"))
 
 
 def cost_at_equal_epochs(
@@ -175,7 +247,7 @@ def cost_table(cost: dict[str, object], args) -> str:
     ])
 
 
-def table(rows: dict[str, list[tuple[float, float]]], samples: list[float], args) -> str:
+def table(rows: dict[str, list[tuple[float, float]]], samples: dict[str, object], args) -> str:
     ref = np.median([s for _, s in rows["clusterer"]])
     lines = [
         f"# Semi-supervised: {args.data}, {args.labels} labels per class "
@@ -192,43 +264,74 @@ def table(rows: dict[str, list[tuple[float, float]]], samples: list[float], args
         s = float(np.median([t for _, t in vals]))
         lines.append(f"| {name} | {a.mean():.4f} ± {a.std():.4f} | {a.min():.4f} | {s:.1f} | "
                      f"{s / ref:.2f} |")
-    lines += ["", f"vaekit's class-conditional samples judged the asked class: "
-              f"{np.mean(samples):.3f} (per draw {', '.join(f'{v:.3f}' for v in samples)}; "
-              "judge: an MLP trained on the real held-out rows)", "",
+    agg, prior = samples["aggregate"], samples["prior"]
+    lines += ["", "vaekit's class-conditional samples judged the asked class, mean (per draw): "
+              f"**{np.mean(agg):.3f}** from the aggregate posterior, the default "
+              f"({', '.join(f'{v:.3f}' for v in agg)}); {np.mean(prior):.3f} from p(z|y) "
+              f"({', '.join(f'{v:.3f}' for v in prior)}). Judge: {samples['judge']} trained on "
+              f"the real held-out rows, which judges the real learning rows right "
+              f"{samples['judge_real']:.3f} of the time.", "",
               f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_semisupervised.py "
               f"--data {args.data} --labels {args.labels} --draws {args.draws}`; "
               f"{platform.processor() or platform.machine()}."]
     return "\n".join(lines)
 
 
-def merge_vaekit(stem) -> None:
+def jsonl(path) -> dict[int, dict]:
+    """{draw: the file's newest line for it} of a --vaekit-only / --baselines-only log."""
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return {r["draw"]: r for r in map(json.loads, filter(None, lines))}
+
+
+def merge_vaekit(stem, draws_asked: str | None) -> None:
     """vaekit's row of STEM.json (and the samples judged) replaced by STEM_vaekit.jsonl's lines
-    for the same draws (the newest line of a draw wins); STEM.md rewritten with a note."""
+    for the draws asked (default: the stored ones; the newest line of a draw wins), the other
+    rows of draws not stored taken from STEM_baselines.jsonl; STEM.md rewritten with a note."""
     import datetime
 
     stored = json.loads(stem.with_suffix(".json").read_text())
-    draws = [int(d) for d in stored["args"]["draws"].split(",")]
-    lines = stem.with_name(stem.name + "_vaekit.jsonl").read_text().splitlines()
-    found = {r["draw"]: r for r in map(json.loads, filter(None, lines))}
+    old_draws = [int(d) for d in stored["args"]["draws"].split(",")]
+    draws = [int(d) for d in (draws_asked or stored["args"]["draws"]).split(",")]
+    found, extra = (jsonl(stem.with_name(f"{stem.name}_{kind}.jsonl"))
+                    for kind in ("vaekit", "baselines"))
     missing = [d for d in draws if d not in found]
+    missing += [d for d in draws if d not in old_draws and d not in extra]
     if missing:
-        raise SystemExit(f"{stem.name}_vaekit.jsonl lacks draws {missing}: run --vaekit-only")
-    stored["rows"]["vaekit"] = [(found[d]["acc"], found[d]["sec"]) for d in draws]
-    stored["samples_judged"] = [found[d]["samples"] for d in draws]
+        raise SystemExit(f"no rows for draws {missing}: run --vaekit-only / --baselines-only")
+    rows = {name: [tuple(vals[old_draws.index(d)]) if d in old_draws
+                   else tuple(extra[d]["rows"][name]) for d in draws]
+            for name, vals in stored["rows"].items() if name != "vaekit"}
+    stored["rows"] = {"vaekit": [(found[d]["acc"], found[d]["sec"]) for d in draws], **rows}
+    stored["samples_judged"] = {
+        "aggregate": [found[d]["samples"] for d in draws],
+        "prior": [found[d]["samples_prior"] for d in draws],
+        "judge": found[draws[0]]["judge"], "judge_real": found[draws[0]]["judge_real"],
+    }
     stored["vaekit_rerun"] = str(datetime.date.today())
+    stored["args"]["draws"] = ",".join(map(str, draws))
     args = argparse.Namespace(**stored["args"])
     md = table(stored["rows"], stored["samples_judged"], args)
     md += (f"\n\nThe vaekit row and its samples were rerun alone on {stored['vaekit_rerun']} "
            "(`--vaekit-only`, then `--merge-vaekit`); the other rows, and the clusterer's "
-           "seconds the ratios divide by, are from the earlier run of all rows.")
+           "seconds the ratios divide by, are from earlier runs of all rows (draws "
+           f"{','.join(str(d) for d in draws if d not in old_draws) or 'none'}: "
+           "`--baselines-only`).")
     bc.write_result(stem, md, stored)
+
+
+def append_line(path, record: dict) -> None:
+    """One JSON line appended (and printed): one short write, so processes may share the file."""
+    line = json.dumps(record)
+    print(line, flush=True)
+    with path.open("a") as f:
+        f.write(line + "\n")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", choices=["mnist", "digits"], default="digits")
     p.add_argument("--labels", type=int, default=5, help="labels per class")
-    p.add_argument("--draws", default="0,1,2,3,4", help="seeds of the labelled rows")
+    p.add_argument("--draws", help="seeds of the labelled rows [0,1,2,3,4]")
     p.add_argument("--cost-rounds", type=int, default=0,
                    help="also time classifier and clusterer at equal epochs, this many rounds")
     p.add_argument("--cost-only", action="store_true", help="only the equal-epochs timing")
@@ -238,11 +341,12 @@ def main() -> None:
                    help="only vaekit's row, each draw appended to STEM_vaekit.jsonl")
     p.add_argument("--merge-vaekit", action="store_true",
                    help="vaekit's row of STEM.json from STEM_vaekit.jsonl; STEM.md rewritten")
+    p.add_argument("--baselines-only", action="store_true",
+                   help="only the other rows, each draw appended to STEM_baselines.jsonl")
     bc.add_out_dir(p)
     args = p.parse_args()
+    draws_asked, args.draws = args.draws, args.draws or "0,1,2,3,4"
     warnings.filterwarnings("ignore")
-    from sklearn.neural_network import MLPClassifier
-
     x, y, xt, yt = bc.load_labelled(args.data, 0)
     stem = args.out_dir / f"semisupervised_{args.data}_{args.labels * 10}"
     if args.cost_rounds:
@@ -254,30 +358,36 @@ def main() -> None:
     if args.cost_only:
         return
     if args.merge_vaekit:
-        merge_vaekit(stem)
+        merge_vaekit(stem, draws_asked)
         return
-    judge = MLPClassifier(max_iter=500, random_state=0).fit(xt, yt)
-    if args.vaekit_only:
-        log = stem.with_name(stem.name + "_vaekit.jsonl")
+    if args.baselines_only:
         for seed in (int(s) for s in args.draws.split(",")):
             shown = draw_labels(y, args.labels, seed)
-            acc, secs, judged = vaekit_row(x, shown, xt, yt, seed, judge)
-            line = json.dumps(dict(draw=seed, acc=acc, sec=secs, samples=judged))
-            print(line, flush=True)
-            with log.open("a") as f:  # one short line per write: processes may share the file
-                f.write(line + "\n")
+            found = baselines(x, shown, xt, yt, seed)
+            found["clusterer"] = clusterer_row(x, shown, xt, yt, seed)
+            append_line(stem.with_name(stem.name + "_baselines.jsonl"), dict(draw=seed, rows=found))
+        return
+    judge, judge_name, judge_real = pick_judge(x, y, xt, yt)
+    if args.vaekit_only:
+        for seed in (int(s) for s in args.draws.split(",")):
+            shown = draw_labels(y, args.labels, seed)
+            found = vaekit_row(x, shown, xt, yt, seed, judge)
+            line = dict(draw=seed, **found, judge=judge_name, judge_real=judge_real)
+            append_line(stem.with_name(stem.name + "_vaekit.jsonl"), line)
         return
     rows: dict[str, list[tuple[float, float]]] = {}
-    samples = []
+    samples: dict[str, object] = {"aggregate": [], "prior": [], "judge": judge_name,
+                                  "judge_real": judge_real}
     for seed in (int(s) for s in args.draws.split(",")):
         shown = draw_labels(y, args.labels, seed)
-        acc, secs, judged = vaekit_row(x, shown, xt, yt, seed, judge)
-        rows.setdefault("vaekit", []).append((acc, secs))
-        samples.append(judged)
+        found = vaekit_row(x, shown, xt, yt, seed, judge)
+        rows.setdefault("vaekit", []).append((found["acc"], found["sec"]))
+        samples["aggregate"].append(found["samples"])
+        samples["prior"].append(found["samples_prior"])
         for name, val in baselines(x, shown, xt, yt, seed).items():
             rows.setdefault(name, []).append(val)
         rows.setdefault("clusterer", []).append(clusterer_row(x, shown, xt, yt, seed))
-        print(seed, {k: v[-1] for k, v in rows.items()}, judged, flush=True)
+        print(seed, {k: v[-1] for k, v in rows.items()}, found, flush=True)
     md = table(rows, samples, args)
     bc.write_result(stem, md, {"args": vars(args) | {"out_dir": str(args.out_dir)},
                                "rows": rows, "samples_judged": samples})
