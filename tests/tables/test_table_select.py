@@ -68,6 +68,9 @@ def test_the_criterion_prefers_a_trained_model(penguins_run: Path, tmp_path: Pat
         (["--data", PENGUINS, "--val-fraction", "0"], "--val-fraction > 0"),
         (["--data", PENGUINS, "--config", "run.toml"], "drop --config"),
         (["--data", PENGUINS, "torchrun"], "without torchrun"),
+        # one validation row whose three cells the seeded draw leaves all observed: refused
+        # before any training
+        (["--data", "tiny.csv", "--val-fraction", "0.05", "--seed", "0"], "no cell to hide"),
     ],
 )
 def test_select_refusals(
@@ -80,6 +83,16 @@ def test_select_refusals(
     if "run.toml" in args:
         (tmp_path / "run.toml").write_text("[train]\nseed = 1\n")
         args = [tmp_path / "run.toml" if a == "run.toml" else a for a in args]
+    if "tiny.csv" in args:
+        rows = [f"{i / 7:.3f},{(i * i) % 5},{'xy'[i % 2]}" for i in range(20)]
+        (tmp_path / "tiny.csv").write_text("\n".join(["a,b,kind", *rows]) + "\n")
+        args = [tmp_path / "tiny.csv" if a == "tiny.csv" else a for a in args]
+    select = importlib.import_module("vaekit.tables.select")
+
+    def no_training(*a: object, **k: object) -> None:
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr(select, "train_run", no_training)  # every refusal comes first
     before = tree_hash(tmp_path)
     rc, _, err = run(capsys, "train", "--out", tmp_path / "run", "--select", "impute",
                      *args, *SHORT)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from vaekit.core.io import atomic_write_text
-from vaekit.data import DataError
+from vaekit.data import DataError, prepare
 from vaekit.data.mixed import run_schema, table_rows
 from vaekit.data.schema import encode
 from vaekit.data.tabular import inverse
@@ -49,6 +49,17 @@ def low_rate(config: RunConfig) -> RunConfig:
     )
 
 
+def cells_to_hide(x: torch.Tensor, seed: int) -> torch.Tensor:
+    """(n, columns) bool: HIDDEN_FRACTION of the observed cells of x (the validation rows),
+    drawn at random (seeded). A DataError where that hides none."""
+    draw = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    hidden = ~torch.isnan(x) & (draw < HIDDEN_FRACTION)
+    if not hidden.any():
+        raise DataError("the validation rows have no cell to hide; --select impute needs more "
+                        "validation rows (--val-fraction) or a larger table")
+    return hidden
+
+
 def masked_cell_loss(run: Run, *, seed: int) -> float:
     """Mean over columns of the error in filling HIDDEN_FRACTION of the run's validation rows'
     observed cells, hidden at random (seeded): the RMSE of a number over the std of the
@@ -58,11 +69,7 @@ def masked_cell_loss(run: Run, *, seed: int) -> float:
     x, _ = run.data(split="val")
     x = x.double()
     observed = ~torch.isnan(x)
-    draw = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
-    hidden = observed & (draw < HIDDEN_FRACTION)
-    if not hidden.any():
-        raise DataError("the validation rows have no cell to hide; --select impute needs more "
-                        "validation rows (--val-fraction) or a larger table")
+    hidden = cells_to_hide(x, seed)
     gapped = torch.where(hidden, torch.full_like(x, float("nan")), x)
     filled, _ = encode(predict_cells(run, schema, gapped.float(), samples=100, seed=seed), schema)
     losses = []
@@ -105,6 +112,7 @@ def train_selected(
     if config.data.val_fraction <= 0:
         raise DataError("--select impute compares the recipes on validation rows; give "
                         "--val-fraction > 0")
+    cells_to_hide(prepare(config.data).val.x.double(), config.train.seed)  # before training
     out.parent.mkdir(parents=True, exist_ok=True)
     candidates = {"defaults": config, "low rate": low_rate(config)}
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".vaekit_select_") as tmp:
