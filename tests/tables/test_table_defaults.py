@@ -28,6 +28,7 @@ from vaekit.data.mixed import (
     table_rows,
 )
 from vaekit.data.tabular import read_table
+from vaekit.runs import Run
 
 PENGUINS = Path(__file__).resolve().parents[2] / "examples" / "penguins.csv"
 
@@ -134,6 +135,11 @@ def test_train_table_from_columns_and_a_dataframe(tmp_path: Path) -> None:
     frame = pd.read_csv(PENGUINS)  # NaN gaps, int and float columns
     again = train_table(frame, tmp_path / "frame", epochs=2, hidden=(16,), latent_dim=2)
     assert again.config.data.schema["columns"] == run.config.data.schema["columns"]
+    # the table given in memory stays with the run: its own splits read back, as from the file
+    kept = Run.load(tmp_path / "frame")
+    assert Path(kept.config.data.source) == (tmp_path / "frame" / "table.csv").resolve()
+    torch.testing.assert_close(kept.data(split="test")[0], run.data(split="test")[0],
+                               equal_nan=True)
 
 
 def test_impute_level_choice_numeric_levels_take_the_nearest_to_the_mean() -> None:

@@ -14,6 +14,7 @@ TABLE_FULL_BATCH_STEPS full-batch steps at TABLE_FULL_BATCH_LR instead; everythi
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,12 @@ from vaekit.core.config import ModelConfig
 from vaekit.data.config import DataConfig
 from vaekit.data.mixed import table_defaults
 from vaekit.data.tabular import as_columns, read_table, write_table
-from vaekit.runs.config import RunConfig
-from vaekit.runs.run import Run, train_run
+from vaekit.runs.config import RunConfig, save_json
+from vaekit.runs.run import CONFIG, Run, train_run
 from vaekit.train.config import TrainConfig
+
+# The CSV a table given in memory (dict, DataFrame) is written to, in the run directory.
+IN_MEMORY_COPY = "table.csv"
 
 
 def train_table(
@@ -48,7 +52,9 @@ def train_table(
     """A run trained on `table` (a CSV path, a dict of columns or a pandas DataFrame) in
     `out`, with the table defaults for what is not given (module docstring); `train` holds
     further TrainConfig fields (batch_size, lr, patience, ...). A table given in memory is
-    written to a temporary CSV first (the run's config names that file as its source).
+    written to a CSV first, kept in the run directory as IN_MEMORY_COPY (the run's config
+    names it as its source, so `vaekit evaluate`, `impute` and the others read the run's own
+    splits from it).
     select="impute": train the defaults and a lower-rate recipe, keep the one that fills the
     validation rows' hidden cells better (`vaekit.tables.select`; give neither beta,
     latent_dim nor hidden)."""
@@ -65,11 +71,16 @@ def train_table(
                       train, select)
     cols = as_columns(table)
     with tempfile.TemporaryDirectory(prefix="vaekit_table_") as tmp:
-        path = Path(tmp) / "table.csv"
+        path = Path(tmp) / IN_MEMORY_COPY
         write_table(path, {k: [None if _gap(c) else c for c in v] for k, v in cols.items()})
-        return _train(cols, str(path), out, epochs, hidden, latent_dim, seed, data,
-                      dict(force=force, progress=progress, pictures=pictures, device=device),
-                      train, select)
+        run = _train(cols, str(path), out, epochs, hidden, latent_dim, seed, data,
+                     dict(force=force, progress=progress, pictures=pictures, device=device),
+                     train, select)
+        kept = (Path(out) / IN_MEMORY_COPY).resolve()
+        shutil.copyfile(path, kept)
+    data_cfg = dataclasses.replace(run.config.data, source=str(kept))
+    save_json(dataclasses.replace(run.config, data=data_cfg), Path(out) / CONFIG)
+    return Run.load(out, device=run.device)
 
 
 def _gap(cell: Any) -> bool:
