@@ -311,11 +311,11 @@ def merge_vaekit(stem, draws_asked: str | None) -> None:
     stored["args"]["draws"] = ",".join(map(str, draws))
     args = argparse.Namespace(**stored["args"])
     md = table(stored["rows"], stored["samples_judged"], args)
+    added = ",".join(str(d) for d in draws if d not in old_draws)
     md += (f"\n\nThe vaekit row and its samples were rerun alone on {stored['vaekit_rerun']} "
            "(`--vaekit-only`, then `--merge-vaekit`); the other rows, and the clusterer's "
-           "seconds the ratios divide by, are from earlier runs of all rows (draws "
-           f"{','.join(str(d) for d in draws if d not in old_draws) or 'none'}: "
-           "`--baselines-only`).")
+           "seconds the ratios divide by, are from the earlier run of all rows"
+           + (f" (draws {added}: `--baselines-only`)." if added else "."))
     bc.write_result(stem, md, stored)
 
 
